@@ -1,0 +1,97 @@
+"""Server configuration, read from environment variables only (the same in a shell, a Bento and a
+container). Every variable has a default, so ``bentoml serve`` works with none set.
+
+=====================  =====================================  =================================
+variable               meaning                                default
+=====================  =====================================  =================================
+OIP_MODELS             comma list of model names to serve     ``iris,diabetes,text``
+OIP_PLACEMENT          ``inprocess`` or ``runner``, for all   ``inprocess``
+                       models or per model (``iris=runner,
+                       text=inprocess``; ``*=`` sets the rest)
+OIP_DEFAULT_VERSION    what unversioned routes answer with:   ``latest``
+                       ``latest``, ``best`` or a version, for
+                       all or per model (``iris=best``)
+OIP_RUNNER_WORKERS     processes of the runner service        ``1``
+OIP_MAX_BATCH_SIZE     adaptive batching: most requests       ``64``
+                       merged into one predict call
+OIP_MAX_LATENCY_MS     adaptive batching: latency budget      ``20``
+OIP_SERVER_NAME        ``name`` in ``GET /v2``                ``bentoml-oip-sklearn``
+OIP_ACCESS_LOG         one log line per request (``0``/``1``)  ``1``
+=====================  =====================================  =================================
+"""
+
+from __future__ import annotations
+
+import enum
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+DEFAULT_MODELS = ("iris", "diabetes", "text")
+
+
+class Placement(str, enum.Enum):
+    """Where a model's predict runs."""
+
+    INPROCESS = "inprocess"  # in the gateway process, off the event loop
+    RUNNER = "runner"  # in the dependent runner service, with adaptive batching
+
+
+def parse_per_model(value: str, default: str) -> dict[str, str]:
+    """Parse ``"x"`` or ``"a=x,b=y,*=z"`` into a mapping; ``"*"`` holds the fallback."""
+    result = {"*": default}
+    for item in filter(None, (part.strip() for part in value.split(","))):
+        name, sep, setting = item.partition("=")
+        if sep:
+            result[name.strip()] = setting.strip()
+        else:
+            result["*"] = name
+    return result
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything that decides what is served and how."""
+
+    models: tuple[str, ...] = DEFAULT_MODELS
+    placements: dict[str, str] = field(default_factory=lambda: {"*": "inprocess"})
+    default_versions: dict[str, str] = field(default_factory=lambda: {"*": "latest"})
+    runner_workers: int = 1
+    max_batch_size: int = 64
+    max_latency_ms: int = 20
+    server_name: str = "bentoml-oip-sklearn"
+    access_log: bool = True
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if env is None else env
+        models = tuple(m.strip() for m in env.get("OIP_MODELS", "").split(",") if m.strip())
+        settings = cls(
+            models=models or DEFAULT_MODELS,
+            placements=parse_per_model(env.get("OIP_PLACEMENT", ""), "inprocess"),
+            default_versions=parse_per_model(env.get("OIP_DEFAULT_VERSION", ""), "latest"),
+            runner_workers=int(env.get("OIP_RUNNER_WORKERS", "1")),
+            max_batch_size=int(env.get("OIP_MAX_BATCH_SIZE", "64")),
+            max_latency_ms=int(env.get("OIP_MAX_LATENCY_MS", "20")),
+            server_name=env.get("OIP_SERVER_NAME", "bentoml-oip-sklearn"),
+            access_log=env.get("OIP_ACCESS_LOG", "1").lower() not in ("0", "false", "no", "off"),
+        )
+        for name in settings.models:
+            settings.placement(name)  # fail at start-up on a misspelt placement
+        return settings
+
+    def placement(self, name: str) -> Placement:
+        value = self.placements.get(name, self.placements["*"])
+        try:
+            return Placement(value)
+        except ValueError:
+            raise ValueError(
+                f"OIP_PLACEMENT: '{value}' for model '{name}' is not one of "
+                f"{[p.value for p in Placement]}"
+            ) from None
+
+    def default_version(self, name: str) -> str:
+        return self.default_versions.get(name, self.default_versions["*"])
+
+    def models_in(self, placement: Placement) -> tuple[str, ...]:
+        return tuple(m for m in self.models if self.placement(m) is placement)

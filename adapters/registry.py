@@ -1,0 +1,159 @@
+"""The model registry: model name + version or alias -> one stored version and its signature.
+
+Every stored version of a served model is addressable by its BentoML version string. Two
+aliases are computed from the store, never configured by hand:
+
+* ``latest``: the newest version (creation time);
+* ``best``: the version with the best value of the model's declared selection metric
+  (``metadata["selection_metric"] = {"name": "accuracy", "goal": "max"}``; ``"min"`` for
+  metrics where lower is better, e.g. rmse). Without one, ``best`` is ``latest``.
+
+Unversioned routes use the model's default (``OIP_DEFAULT_VERSION``, ``latest`` unless set).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from .errors import ModelNotFound, VersionNotFound
+from .signature import Signature, signature_without_metadata
+
+ALIASES = ("latest", "best")
+
+
+@dataclass(frozen=True)
+class ModelVersion:
+    """One stored version: what the V2 metadata route describes and inference resolves to."""
+
+    name: str
+    version: str
+    signature: Signature
+    platform: str
+    created: datetime
+    score: float | None = None  # the selection metric, oriented so that higher is better
+    properties: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def tag(self) -> str:
+        return f"{self.name}:{self.version}"
+
+    @classmethod
+    def from_stored(cls, stored: Any) -> ModelVersion:
+        """Read a version from a ``bentoml.models`` entry (metadata only, unless it lacks a
+        signature, in which case the estimator is loaded to derive one)."""
+        info = stored.info
+        metadata: dict[str, Any] = dict(info.metadata)
+        if "signature" in metadata:
+            signature = Signature.from_dict(metadata["signature"])
+        else:
+            import bentoml
+
+            signature = signature_without_metadata(bentoml.sklearn.load_model(stored))
+        estimator = metadata.get("estimator") or info.module.rsplit(".", 1)[-1]
+        return cls(
+            name=stored.tag.name,
+            version=stored.tag.version,
+            signature=signature,
+            platform=f"sklearn_{str(estimator).lower()}",
+            created=info.creation_time,
+            score=_score(metadata),
+            properties=_properties(str(stored.tag), info.creation_time, metadata, info.labels),
+        )
+
+
+def _score(metadata: Mapping[str, Any]) -> float | None:
+    selection = metadata.get("selection_metric") or {}
+    value = (metadata.get("metrics") or {}).get(selection.get("name"))
+    if value is None:
+        return None
+    return -float(value) if selection.get("goal") == "min" else float(value)
+
+
+def _properties(
+    tag: str, created: datetime, metadata: Mapping[str, Any], labels: Mapping[str, str]
+) -> dict[str, str]:
+    """Flatten metadata (metrics, params, dataset, ...) into the string->string ``properties``."""
+    props = {"bentoml_tag": tag, "created": created.isoformat()}
+    props.update(_flatten({k: v for k, v in metadata.items() if k != "signature"}))
+    props.update({f"label.{k}": str(v) for k, v in labels.items()})
+    return props
+
+
+def _flatten(value: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
+    flat: dict[str, str] = {}
+    for key, item in value.items():
+        if isinstance(item, Mapping):
+            flat.update(_flatten(item, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = str(item)
+    return flat
+
+
+class ServedModel:
+    """All served versions of one model name, with the aliases resolved."""
+
+    def __init__(self, name: str, versions: Iterable[ModelVersion], *, default: str = "latest"):
+        ordered = sorted(versions, key=lambda v: v.created, reverse=True)
+        if not ordered:
+            raise ValueError(f"model '{name}' has no version in the BentoML store")
+        self.name = name
+        self.versions: dict[str, ModelVersion] = {v.version: v for v in ordered}
+        scored = [v for v in ordered if v.score is not None]
+        best = max(scored, key=lambda v: v.score or 0.0) if scored else ordered[0]
+        self.aliases: dict[str, ModelVersion] = {"latest": ordered[0], "best": best}
+        self.default = self.resolve(default)
+
+    def resolve(self, version: str | None) -> ModelVersion:
+        """A concrete version, an alias, or ``None`` for the default."""
+        if version is None:
+            return self.default
+        found = self.aliases.get(version) or self.versions.get(version)
+        if found is None:
+            raise VersionNotFound(self.name, version)
+        return found
+
+    def aliases_of(self, version: ModelVersion) -> list[str]:
+        return [alias for alias, target in self.aliases.items() if target is version]
+
+
+class Registry:
+    """The served models, by name."""
+
+    def __init__(self, models: Iterable[ServedModel]):
+        self.models = {m.name: m for m in models}
+
+    def model(self, name: str) -> ServedModel:
+        try:
+            return self.models[name]
+        except KeyError:
+            raise ModelNotFound(name) from None
+
+    def resolve(self, name: str, version: str | None) -> ModelVersion:
+        return self.model(name).resolve(version)
+
+    def all_versions(self) -> list[ModelVersion]:
+        return [v for m in self.models.values() for v in m.versions.values()]
+
+    @classmethod
+    def from_store(cls, names: Iterable[str], defaults: Mapping[str, str]) -> Registry:
+        """Read every stored version of each named model from the current BentoML store.
+
+        Args:
+            names: the served model names.
+            defaults: per model name the version or alias of its unversioned routes.
+        """
+        import bentoml
+
+        models = []
+        for name in names:
+            versions = [ModelVersion.from_stored(m) for m in bentoml.models.list(name)]
+            if not versions:
+                raise ValueError(
+                    f"model '{name}' has no version in the BentoML store; "
+                    "train it first (python train.py) or remove it from OIP_MODELS"
+                )
+            models.append(ServedModel(name, versions, default=defaults.get(name, "latest")))
+        return cls(models)

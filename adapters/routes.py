@@ -1,0 +1,103 @@
+"""HTTP routes of the Open Inference Protocol, as one Starlette app.
+
+Each model route is declared once in :data:`MODEL_ROUTES`; :func:`build_app` registers it both
+unversioned (``/v2/models/{name}/...``) and versioned (``/v2/models/{name}/versions/{v}/...``).
+Routes only do HTTP: the :class:`~adapters.dataplane.DataPlane` does the work.
+
+The app is built at import time but its data plane is attached later (``app.state.dataplane``),
+when the serving process has loaded the models; until then every route but liveness answers
+503.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import orjson
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from .dataplane import DataPlane
+from .errors import EXCEPTION_HANDLERS, NotReady
+
+Endpoint = Callable[[Request], Awaitable[Response]]
+_JSON_OPTIONS = orjson.OPT_SERIALIZE_NUMPY
+
+
+def json_response(content: Any, status_code: int = 200) -> Response:
+    """orjson straight to bytes; numpy arrays in ``data`` are written without a list copy."""
+    return Response(
+        orjson.dumps(content, option=_JSON_OPTIONS),
+        status_code=status_code,
+        media_type="application/json",
+    )
+
+
+def _dataplane(request: Request) -> DataPlane:
+    dataplane: DataPlane | None = getattr(request.app.state, "dataplane", None)
+    if dataplane is None:
+        raise NotReady("the server is still loading its models")
+    return dataplane
+
+
+def _model(request: Request) -> tuple[str, str | None]:
+    return request.path_params["model_name"], request.path_params.get("model_version")
+
+
+async def server_metadata(request: Request) -> Response:
+    return json_response(_dataplane(request).server_metadata())
+
+
+async def server_live(request: Request) -> Response:
+    return json_response({"live": True})
+
+
+async def server_ready(request: Request) -> Response:
+    dataplane = getattr(request.app.state, "dataplane", None)
+    ready = dataplane is not None and await dataplane.ready()
+    return json_response({"ready": ready}, 200 if ready else 503)
+
+
+async def model_metadata(request: Request) -> Response:
+    return json_response(_dataplane(request).model_metadata(*_model(request)))
+
+
+async def model_ready(request: Request) -> Response:
+    state = await _dataplane(request).model_ready(*_model(request))
+    return json_response(state, 200 if state["ready"] else 503)
+
+
+async def model_infer(request: Request) -> Response:
+    body = await request.body()
+    return json_response(await _dataplane(request).infer(*_model(request), body))
+
+
+SERVER_ROUTES: list[tuple[str, str, Endpoint]] = [
+    ("/v2", "GET", server_metadata),
+    ("/v2/", "GET", server_metadata),
+    ("/v2/health/live", "GET", server_live),
+    ("/v2/health/ready", "GET", server_ready),
+]
+MODEL_ROUTES: list[tuple[str, str, Endpoint]] = [
+    ("", "GET", model_metadata),
+    ("/ready", "GET", model_ready),
+    ("/infer", "POST", model_infer),
+]
+MODEL_PREFIXES = (
+    "/v2/models/{model_name}",
+    "/v2/models/{model_name}/versions/{model_version}",
+)
+
+
+def build_app() -> Starlette:
+    """The V2 app: every server route, and every model route with and without a version."""
+    routes = [Route(path, endpoint, methods=[verb]) for path, verb, endpoint in SERVER_ROUTES]
+    routes += [
+        Route(prefix + suffix, endpoint, methods=[verb])
+        for prefix in MODEL_PREFIXES
+        for suffix, verb, endpoint in MODEL_ROUTES
+    ]
+    return Starlette(routes=routes, exception_handlers=dict(EXCEPTION_HANDLERS))

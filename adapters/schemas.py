@@ -1,0 +1,122 @@
+"""Open Inference Protocol (V2 REST) message schemas.
+
+The request envelope is validated by pydantic (one pass, straight from the JSON bytes with
+``model_validate_json``); tensor ``data`` is deliberately typed ``Any`` so that pydantic never
+walks it element by element: numpy decodes it in :mod:`adapters.codecs`.
+
+Responses are built as plain dicts and written with orjson; the response models below exist to
+document the wire format (and to test it), not to re-validate every answer.
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+Parameters = dict[str, Any]
+"""``$parameters``: name -> string | number | boolean (servers may define their own)."""
+
+
+class Datatype(str, enum.Enum):
+    """The tensor datatypes of the spec's "Tensor Data Types" table."""
+
+    BOOL = "BOOL"
+    UINT8 = "UINT8"
+    UINT16 = "UINT16"
+    UINT32 = "UINT32"
+    UINT64 = "UINT64"
+    INT8 = "INT8"
+    INT16 = "INT16"
+    INT32 = "INT32"
+    INT64 = "INT64"
+    FP16 = "FP16"
+    FP32 = "FP32"
+    FP64 = "FP64"
+    BYTES = "BYTES"
+
+
+class V2Model(BaseModel):
+    """Base of every V2 message: unknown fields are an error, so typos fail loudly."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class RequestInput(V2Model):
+    """``$request_input``: one input tensor; ``data`` is flat row-major or nested."""
+
+    name: str
+    shape: list[int] = Field(description="Each dimension a non-negative integer.")
+    datatype: Datatype
+    parameters: Parameters | None = None
+    data: Any
+
+
+class RequestOutput(V2Model):
+    """``$request_output``: the name of an output the client wants back."""
+
+    name: str
+    parameters: Parameters | None = None
+
+
+class InferenceRequest(V2Model):
+    """``$inference_request``: ``id`` is echoed; ``outputs`` restricts what is returned."""
+
+    id: str | None = None
+    parameters: Parameters | None = None
+    inputs: list[RequestInput]
+    outputs: list[RequestOutput] | None = None
+
+
+class MetadataTensor(V2Model):
+    """``$metadata_tensor``: variable-size dimensions are -1."""
+
+    name: str
+    datatype: Datatype
+    shape: list[int]
+
+
+class ResponseOutput(V2Model):
+    """``$response_output``."""
+
+    name: str
+    shape: list[int]
+    datatype: Datatype
+    parameters: Parameters | None = None
+    data: list[Any]
+
+
+class InferenceResponse(V2Model):
+    """``$inference_response``; ``model_version`` is always the concrete version used."""
+
+    model_name: str
+    model_version: str | None = None
+    id: str | None = None
+    parameters: Parameters | None = None
+    outputs: list[ResponseOutput]
+
+
+class ModelMetadata(V2Model):
+    """``$metadata_model_response`` plus the OpenAPI document's string->string ``properties``."""
+
+    name: str
+    versions: list[str] | None = None
+    platform: str
+    inputs: list[MetadataTensor]
+    outputs: list[MetadataTensor]
+    properties: dict[str, str] | None = None
+
+
+class ServerMetadata(V2Model):
+    """``$metadata_server_response``."""
+
+    name: str
+    version: str
+    extensions: list[str]
+
+
+class ErrorResponse(V2Model):
+    """Every failure, on every route: ``{"error": "<message>"}``."""
+
+    error: str

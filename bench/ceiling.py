@@ -1,0 +1,98 @@
+"""The "ceiling": the least V2 (Open Inference Protocol) server that can answer.
+
+Bare Starlette on uvicorn (uvloop + httptools) with orjson; it decodes
+inputs[0].data with numpy, calls predict() inline on the event loop, and
+returns the predictions. No validation beyond what is needed, no batching, no
+logging: whatever a real server adds shows up as the gap to this one.
+
+    python bench/ceiling.py --models-dir DIR --port N   # serves DIR/*.joblib
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+import joblib
+import numpy as np
+import orjson
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+_DATATYPES = {"int64": "INT64", "int32": "INT32", "float64": "FP64", "float32": "FP32"}
+MODELS: dict[str, Any] = {}
+
+
+def _json(obj: object, status: int = 200) -> Response:
+    body = orjson.dumps(obj, option=orjson.OPT_SERIALIZE_NUMPY)
+    return Response(body, status_code=status, media_type="application/json")
+
+
+async def ready(_: Request) -> Response:
+    return _json({"ready": True})
+
+
+async def metadata(request: Request) -> Response:
+    name = request.path_params["name"]
+    if name not in MODELS:
+        return _json({"error": f"model {name} not found"}, 404)
+    return _json({"name": name, "platform": "sklearn", "inputs": [], "outputs": []})
+
+
+async def infer(request: Request) -> Response:
+    name = request.path_params["name"]
+    model = MODELS.get(name)
+    if model is None:
+        return _json({"error": f"model {name} not found"}, 404)
+    payload = orjson.loads(await request.body())
+    tensor = payload["inputs"][0]
+    x = np.asarray(tensor["data"], dtype=np.float64).reshape(tensor["shape"])
+    y = np.asarray(model.predict(x))
+    output = {
+        "name": "predict",
+        "shape": list(y.shape),
+        "datatype": _DATATYPES.get(y.dtype.name, "BYTES"),
+        "data": y,
+    }
+    response: dict[str, object] = {"model_name": name, "outputs": [output]}
+    if "id" in payload:
+        response["id"] = payload["id"]
+    return _json(response)
+
+
+app = Starlette(
+    routes=[
+        Route("/v2/health/ready", ready),
+        Route("/v2/health/live", ready),
+        Route("/v2/models/{name}", metadata),
+        Route("/v2/models/{name}/ready", ready),
+        Route("/v2/models/{name}/infer", infer, methods=["POST"]),
+    ]
+)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models-dir", type=Path, required=True)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, required=True)
+    args = parser.parse_args()
+    for path in sorted(args.models_dir.glob("*.joblib")):
+        MODELS[path.stem] = joblib.load(path)
+    uvicorn.run(
+        app,
+        host=args.host,
+        port=args.port,
+        loop="uvloop",
+        http="httptools",
+        access_log=False,
+        log_level="warning",
+    )
+
+
+if __name__ == "__main__":
+    main()

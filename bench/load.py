@@ -1,0 +1,145 @@
+"""Load generators: wrk (primary) and hey (cross-check), each run bounded in time."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+# wrk's own summary, printed by the Lua done() hook as one machine-readable line.
+_WRK_LUA = """\
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+local f = assert(io.open({body_path}, "rb"))
+wrk.body = f:read("*a")
+f:close()
+
+done = function(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format(
+    'BENCHJSON {{"requests":%d,"duration_us":%d,"p50_us":%d,"p90_us":%d,"p99_us":%d,' ..
+    '"max_us":%d,"status_errors":%d,"connect":%d,"read":%d,"write":%d,"timeout":%d}}\\n',
+    summary.requests, summary.duration, latency:percentile(50), latency:percentile(90),
+    latency:percentile(99), latency.max, e.status, e.connect, e.read, e.write, e.timeout))
+end
+"""
+
+_HEY_PCT = re.compile(r"^\s*(\d+)% in ([0-9.]+) secs", re.MULTILINE)
+_HEY_RPS = re.compile(r"Requests/sec:\s+([0-9.]+)")
+_HEY_STATUS = re.compile(r"^\s*\[(\d{3})\]\s+(\d+) responses", re.MULTILINE)
+_HEY_ERRORS = re.compile(r"^\s*\[(\d+)\]\s+\S", re.MULTILINE)
+_WRK_NON2XX = re.compile(r"Non-2xx or 3xx responses:\s+(\d+)")
+_WRK_RPS = re.compile(r"Requests/sec:\s+([0-9.]+)")
+
+
+@dataclass
+class LoadResult:
+    tool: str
+    connections: int
+    duration_s: float
+    rps: float | None = None
+    p50_ms: float | None = None
+    p99_ms: float | None = None
+    requests: int = 0
+    non_2xx: int = 0
+    socket_errors: int = 0
+    error: str | None = None
+    raw: str = field(default="", repr=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def write_wrk_script(body_path: Path, script_path: Path) -> Path:
+    script_path.write_text(_WRK_LUA.format(body_path=json.dumps(str(body_path))))
+    return script_path
+
+
+def _run(argv: list[str], timeout_s: float) -> tuple[int, str]:
+    try:
+        proc = subprocess.run(
+            argv,
+            capture_output=True,
+            text=True,
+            timeout=timeout_s,
+            stdin=subprocess.DEVNULL,
+            check=False,
+        )
+    except subprocess.TimeoutExpired as err:
+        out = err.stdout if isinstance(err.stdout, str) else ""
+        return -1, out + f"\n[timed out after {timeout_s:.0f} s]"
+    return proc.returncode, proc.stdout + proc.stderr
+
+
+def run_wrk(url: str, script: Path, connections: int, duration_s: float) -> LoadResult:
+    threads = min(2, connections)
+    argv = [
+        "wrk",
+        f"-t{threads}",
+        f"-c{connections}",
+        f"-d{duration_s:g}s",
+        "--timeout",
+        "10s",
+        "--latency",
+        "-s",
+        str(script),
+        url,
+    ]
+    code, out = _run(argv, timeout_s=duration_s + 30)
+    res = LoadResult("wrk", connections, duration_s, raw=out)
+    line = next((ln for ln in out.splitlines() if ln.startswith("BENCHJSON ")), None)
+    if code != 0 or line is None:
+        res.error = f"wrk exit {code}"
+        return res
+    stats = json.loads(line.removeprefix("BENCHJSON "))
+    res.requests = int(stats["requests"])
+    rps = _WRK_RPS.search(out)
+    res.rps = (
+        float(rps.group(1)) if rps else res.requests / (stats["duration_us"] / 1e6)
+    )
+    res.p50_ms = stats["p50_us"] / 1000
+    res.p99_ms = stats["p99_us"] / 1000
+    non2xx = _WRK_NON2XX.search(out)
+    res.non_2xx = int(non2xx.group(1)) if non2xx else int(stats["status_errors"])
+    res.socket_errors = sum(
+        int(stats[k]) for k in ("connect", "read", "write", "timeout")
+    )
+    return res
+
+
+def run_hey(url: str, body: Path, connections: int, duration_s: float) -> LoadResult:
+    argv = [
+        "hey",
+        "-z",
+        f"{duration_s:g}s",
+        "-c",
+        str(connections),
+        "-t",
+        "10",
+        "-m",
+        "POST",
+        "-T",
+        "application/json",
+        "-D",
+        str(body),
+        url,
+    ]
+    code, out = _run(argv, timeout_s=duration_s + 30)
+    res = LoadResult("hey", connections, duration_s, raw=out)
+    rps = _HEY_RPS.search(out)
+    if code != 0 or rps is None:
+        res.error = f"hey exit {code}"
+        return res
+    res.rps = float(rps.group(1))
+    pcts = {int(p): float(v) * 1000 for p, v in _HEY_PCT.findall(out)}
+    res.p50_ms, res.p99_ms = pcts.get(50), pcts.get(99)
+    statuses = {int(c): int(n) for c, n in _HEY_STATUS.findall(out)}
+    res.requests = sum(statuses.values())
+    res.non_2xx = sum(n for c, n in statuses.items() if not 200 <= c < 300)
+    if "Error distribution:" in out:
+        tail = out.split("Error distribution:", 1)[1]
+        res.socket_errors = sum(int(n) for n in _HEY_ERRORS.findall(tail))
+    return res

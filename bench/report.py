@@ -1,0 +1,184 @@
+"""Medians over rounds, and the Markdown report."""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Iterable
+from typing import Any
+
+BASELINE = "mlserver"
+CEILING = "ceiling"
+
+
+def _median(values: Iterable[float | None]) -> float | None:
+    present = [v for v in values if v is not None]
+    return statistics.median(present) if present else None
+
+
+def _fmt(value: float | None, digits: int = 2) -> str:
+    return "–" if value is None else f"{value:,.{digits}f}"
+
+
+def _ratio(num: float | None, den: float | None) -> float | None:
+    return None if num is None or not den else num / den
+
+
+def aggregate_cells(
+    cells: list[dict[str, Any]],
+) -> dict[tuple[str, int, str], dict[str, Any]]:
+    """(scenario, connections, server) -> medians over rounds, and summed error counts."""
+    groups: dict[tuple[str, int, str], list[dict[str, Any]]] = {}
+    for cell in cells:
+        key = (cell["scenario"], cell["connections"], cell["server"])
+        groups.setdefault(key, []).append(cell)
+    out: dict[tuple[str, int, str], dict[str, Any]] = {}
+    for key, runs in groups.items():
+        wrk = [r["wrk"] for r in runs if r.get("wrk")]
+        hey = [r["hey"] for r in runs if r.get("hey")]
+        out[key] = {
+            "rounds": len(runs),
+            "rps": _median(w["rps"] for w in wrk),
+            "rps_all": [w["rps"] for w in wrk],
+            "wrk_p50": _median(w["p50_ms"] for w in wrk),
+            "wrk_p99": _median(w["p99_ms"] for w in wrk),
+            "hey_rps": _median(h["rps"] for h in hey),
+            "hey_p50": _median(h["p50_ms"] for h in hey),
+            "hey_p99": _median(h["p99_ms"] for h in hey),
+            "non_2xx": sum(x["non_2xx"] for x in wrk + hey),
+            "socket_errors": sum(x["socket_errors"] for x in wrk + hey),
+            "failures": [r["error"] for r in runs if r.get("error")]
+            + [x["error"] for x in wrk + hey if x.get("error")],
+        }
+    return out
+
+
+def aggregate_launches(launches: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for launch in launches:
+        groups.setdefault(launch["server"], []).append(launch)
+    out: dict[str, dict[str, Any]] = {}
+    for server, runs in groups.items():
+        ok = [r for r in runs if not r.get("error")]
+        out[server] = {
+            "launches": len(runs),
+            "ready_s": _median(r["launch_to_ready_s"] for r in ok),
+            "idle_rss": _median(r["idle"]["rss_mib"] for r in ok),
+            "idle_pss": _median(r["idle"]["pss_mib"] for r in ok),
+            "processes": _median(r["idle"]["processes"] for r in ok),
+            "loaded_rss": _median(
+                r["after_load"]["rss_mib"] for r in ok if r.get("after_load")
+            ),
+            "errors": [r["error"] for r in runs if r.get("error")],
+        }
+    return out
+
+
+def _cell_row(
+    conns: int,
+    server: str,
+    agg: dict[str, Any],
+    base: dict[str, Any] | None,
+    ceil: dict[str, Any] | None,
+) -> str:
+    base = base or {}
+    ceil = ceil or {}
+    p99_vs = "/".join(_fmt(_ratio(agg[k], base.get(k))) for k in ("wrk_p99", "hey_p99"))
+    errors = f"{agg['non_2xx']} / {agg['socket_errors']}"
+    if agg["failures"]:
+        errors += " ⚠"
+    cols = [
+        str(conns),
+        server,
+        _fmt(agg["rps"], 0),
+        _fmt(agg["wrk_p50"]),
+        _fmt(agg["wrk_p99"]),
+        _fmt(agg["hey_rps"], 0),
+        _fmt(agg["hey_p50"]),
+        _fmt(agg["hey_p99"]),
+        errors,
+        _fmt(_ratio(agg["rps"], base.get("rps"))),
+        _fmt(_ratio(agg["rps"], ceil.get("rps"))),
+        p99_vs,
+    ]
+    return "| " + " | ".join(cols) + " |"
+
+
+LEGEND = (
+    "Latencies in ms. `non-2xx / sock err` sums over all wrk and hey runs; ⚠ marks a "
+    "failed run (see raw.json). `÷ MLS`, `÷ ceil` are ratios of wrk req/s; "
+    "`p99 ÷ MLS` is wrk/hey p99 over MLServer's."
+)
+CELL_COLUMNS = (
+    "conns", "server", "req/s (wrk)", "p50 wrk", "p99 wrk", "req/s (hey)", "p50 hey",
+    "p99 hey", "non-2xx / sock err", "req/s ÷ MLS", "req/s ÷ ceil", "p99 ÷ MLS (wrk/hey)",
+)  # fmt: skip
+MEMORY_NOTE = (
+    "Launch → ready: from process start to the first 200 on /v2/health/ready (polled "
+    "every 50 ms). Idle: whole process tree after ready plus a settle pause, before any "
+    "request. RSS sums double-count shared pages; PSS does not."
+)
+MEMORY_COLUMNS = (
+    "server", "launch → ready (s)", "idle RSS (MiB)", "idle PSS (MiB)", "processes",
+    "RSS after load (MiB)",
+)  # fmt: skip
+
+
+def _table_head(columns: tuple[str, ...]) -> list[str]:
+    return ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+
+
+def _header(meta: dict[str, Any]) -> list[str]:
+    orders = "; ".join(" → ".join(o) for o in meta["orders"])
+    host = f"{meta['nproc']} CPUs ({meta['cpu_model']}), kernel {meta['kernel']}"
+    cell = (
+        f"wrk warm-up {meta['warmup_s']:g} s, wrk {meta['duration_s']:g} s "
+        f"(threads = min(2, connections)), then hey {meta['hey_duration_s']:g} s"
+    )
+    return [
+        "# Model-server benchmark: ours vs MLServer vs ceiling",
+        "",
+        f"- Date: {meta['date']}; host: {host}",
+        f"- Rounds: {meta['rounds']}, interleaved, order rotated each round: {orders}",
+        f"- Per cell: {cell}; medians over rounds",
+        f"- Versions: {meta['versions']}",
+        f"- Models: {meta['model_tags']}",
+        "",
+        LEGEND,
+    ]
+
+
+def markdown(
+    meta: dict[str, Any], cells: list[dict[str, Any]], launches: list[dict[str, Any]]
+) -> str:
+    agg = aggregate_cells(cells)
+    lines = _header(meta)
+    for scenario in meta["scenarios"]:
+        lines += ["", f"## {scenario}", "", *_table_head(CELL_COLUMNS)]
+        for conns in meta["concurrencies"]:
+            for server in meta["servers"]:
+                cell = agg.get((scenario, conns, server))
+                if cell is None:
+                    continue
+                base = agg.get((scenario, conns, BASELINE))
+                ceil = agg.get((scenario, conns, CEILING))
+                lines.append(_cell_row(conns, server, cell, base, ceil))
+    lines += [
+        "",
+        "## Start-up and memory",
+        "",
+        MEMORY_NOTE,
+        "",
+        *_table_head(MEMORY_COLUMNS),
+    ]
+    for server, launch in aggregate_launches(launches).items():
+        cols = [
+            server,
+            _fmt(launch["ready_s"]),
+            _fmt(launch["idle_rss"], 0),
+            _fmt(launch["idle_pss"], 0),
+            _fmt(launch["processes"], 0),
+            _fmt(launch["loaded_rss"], 0),
+        ]
+        warn = f" ⚠ {launch['errors'][0][:80]}" if launch["errors"] else ""
+        lines.append("| " + " | ".join(cols) + " |" + warn)
+    return "\n".join(lines) + "\n"
