@@ -1,6 +1,6 @@
 """BentoML services: the V2 gateway and, for models placed there, the batching runner.
 
-What is served and where each model's predict runs is configuration (``adapters.config``:
+What is served and where each model's predict runs is configuration (``adapters/config.py``:
 ``OIP_MODELS``, ``OIP_PLACEMENT``, ...), never code. Every stored version of every served model is
 referenced on the gateway, so ``bentoml build`` packs exactly the versions the server answers for.
 """
@@ -12,16 +12,13 @@ from typing import Any
 import bentoml
 
 from adapters import (
-    DataPlane,
-    InProcess,
     Placement,
-    Registry,
-    RunnerClient,
     Settings,
-    __version__,
     build_app,
-    load_estimators,
+    build_dataplane,
     predict_batch,
+    runner_estimators,
+    stored_tags,
 )
 
 settings = Settings.from_env()
@@ -32,18 +29,12 @@ SERVICE_CONFIG: dict[str, Any] = {
 }
 
 
-def _load_registry(placement: Placement | None = None) -> Registry:
-    names = settings.models if placement is None else settings.models_in(placement)
-    return Registry.from_store(names, settings.default_versions)
-
-
 @bentoml.service(name="oip-runner", workers=settings.runner_workers, **SERVICE_CONFIG)
 class ModelRunner:
     """Runs predict for the models placed on the runner; concurrent calls merge into batches."""
 
     def __init__(self) -> None:
-        registry = _load_registry(Placement.RUNNER)
-        self.estimators = load_estimators(v.tag for v in registry.all_versions())
+        self.estimators = runner_estimators(settings)
 
     @bentoml.api(
         batchable=True,
@@ -67,24 +58,7 @@ class Gateway:
     runner = bentoml.depends(ModelRunner) if settings.models_in(Placement.RUNNER) else None
 
     def __init__(self) -> None:
-        registry = _load_registry()
-        inprocess = InProcess(
-            load_estimators(
-                v.tag
-                for v in registry.all_versions()
-                if settings.placement(v.name) is Placement.INPROCESS
-            )
-        )
-        remote = RunnerClient(self.runner) if self.runner is not None else None
-        executors = {
-            name: inprocess if settings.placement(name) is Placement.INPROCESS else remote
-            for name in registry.models
-        }
-        app.state.dataplane = DataPlane(
-            registry, executors, server_name=settings.server_name, server_version=__version__
-        )
+        app.state.dataplane = build_dataplane(settings, self.runner)
 
 
-Gateway.models.extend(
-    bentoml.models.BentoModel(m.tag) for name in settings.models for m in bentoml.models.list(name)
-)
+Gateway.models.extend(bentoml.models.BentoModel(tag) for tag in stored_tags(settings))

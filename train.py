@@ -27,7 +27,13 @@ from sklearn.datasets import load_diabetes, load_iris, make_classification
 from sklearn.ensemble import RandomForestClassifier
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression, Ridge
-from sklearn.metrics import accuracy_score, f1_score, mean_absolute_error, r2_score, root_mean_squared_error
+from sklearn.metrics import (
+    accuracy_score,
+    f1_score,
+    mean_absolute_error,
+    r2_score,
+    root_mean_squared_error,
+)
 from sklearn.model_selection import train_test_split
 from sklearn.pipeline import Pipeline
 
@@ -58,7 +64,11 @@ def _diabetes() -> tuple[np.ndarray, np.ndarray, str]:
 
 def _forest_data() -> tuple[np.ndarray, np.ndarray, str]:
     X, y = make_classification(n_samples=5000, n_features=20, random_state=0)
-    return X, y, "sklearn.datasets.make_classification(n_samples=5000, n_features=20, random_state=0)"
+    return (
+        X,
+        y,
+        "sklearn.datasets.make_classification(n_samples=5000, n_features=20, random_state=0)",
+    )
 
 
 def _text() -> tuple[np.ndarray, np.ndarray, str]:
@@ -152,8 +162,9 @@ def train(name: str, params: dict[str, Any], *, seed: int, test_size: float) -> 
             "selection_metric": SELECTION[recipe.task],
             "params": plain_params(estimator),
             "overrides": {k: str(v) for k, v in params.items()},
-            "estimator": type(estimator).__name__ if final is estimator else
-            f"{type(estimator).__name__}_{type(final).__name__}",
+            "estimator": type(estimator).__name__
+            if final is estimator
+            else f"{type(estimator).__name__}_{type(final).__name__}",
             "dataset": {
                 "name": name,
                 "source": source,
@@ -163,7 +174,11 @@ def train(name: str, params: dict[str, Any], *, seed: int, test_size: float) -> 
             },
             "seed": seed,
             "test_size": test_size,
-            **({"classes": ",".join(map(str, final.classes_))} if hasattr(final, "classes_") else {}),
+            **(
+                {"classes": ",".join(map(str, final.classes_))}
+                if hasattr(final, "classes_")
+                else {}
+            ),
         },
     )
 
@@ -185,12 +200,32 @@ def parse_param(text: str) -> tuple[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", action="append", choices=sorted(RECIPES), help="repeatable; default: $OIP_MODELS or iris, diabetes, text")
-    parser.add_argument("--param", action="append", type=parse_param, default=[], metavar="KEY=VALUE", help="hyper-parameter override, repeatable")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--model",
+        action="append",
+        choices=sorted(RECIPES),
+        help="repeatable; default: $OIP_MODELS or iris, diabetes, text",
+    )
+    parser.add_argument(
+        "--param",
+        action="append",
+        type=parse_param,
+        default=[],
+        metavar="KEY=VALUE",
+        help="hyper-parameter override, repeatable",
+    )
     parser.add_argument("--seed", type=int, default=0, help="split and estimator seed (default 0)")
-    parser.add_argument("--test-size", type=float, default=0.2, help="held-out fraction (default 0.2)")
-    parser.add_argument("--if-empty", action="store_true", help="train only models that have no version in the store")
+    parser.add_argument(
+        "--test-size", type=float, default=0.2, help="held-out fraction (default 0.2)"
+    )
+    parser.add_argument(
+        "--if-empty",
+        action="store_true",
+        help="train only models that have no version in the store",
+    )
     args = parser.parse_args(argv)
 
     names = args.model or [m for m in Settings.from_env().models if m in RECIPES]

@@ -7,6 +7,8 @@ Where predict runs is :mod:`~adapters.runtime`; what is served is :mod:`~adapter
 
 from __future__ import annotations
 
+__version__ = "0.1.0"
+
 from .codecs import DATATYPE_TO_DTYPE, DTYPE_TO_DATATYPE, decode_tensor, encode_tensor
 from .config import Placement, Settings
 from .dataplane import DataPlane
@@ -15,9 +17,8 @@ from .registry import ModelVersion, Registry, ServedModel
 from .routes import build_app
 from .runtime import InProcess, RunnerClient, load_estimators, predict_batch
 from .schemas import Datatype, InferenceRequest
+from .serving import build_dataplane, runner_estimators, stored_tags
 from .signature import Signature, TensorSpec, infer_signature
-
-__version__ = "0.1.0"
 
 __all__ = [
     "DATATYPE_TO_DTYPE",
@@ -37,9 +38,12 @@ __all__ = [
     "TensorSpec",
     "__version__",
     "build_app",
+    "build_dataplane",
     "decode_tensor",
     "encode_tensor",
     "infer_signature",
     "load_estimators",
     "predict_batch",
+    "runner_estimators",
+    "stored_tags",
 ]

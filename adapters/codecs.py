@@ -11,9 +11,13 @@ import math
 from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 from .errors import InvalidTensor
 from .schemas import Datatype
+
+Array = NDArray[Any]
+"""Any numpy array (the dtype is checked at run time, not typed)."""
 
 DATATYPE_TO_DTYPE: dict[Datatype, np.dtype[Any]] = {
     Datatype.BOOL: np.dtype(np.bool_),
@@ -41,7 +45,7 @@ _TEXT_KINDS = frozenset("USO")
 _ACCEPTED_KINDS = {"b": "b", "u": "biuf", "i": "biuf", "f": "biuf"}
 
 
-def datatype_of(array: np.ndarray) -> Datatype:
+def datatype_of(array: Array) -> Datatype:
     """The V2 datatype of a numpy array (text arrays are BYTES)."""
     if array.dtype.kind in _TEXT_KINDS:
         return Datatype.BYTES
@@ -51,7 +55,7 @@ def datatype_of(array: np.ndarray) -> Datatype:
         raise InvalidTensor(f"numpy dtype {array.dtype} has no V2 datatype") from None
 
 
-def decode_tensor(name: str, datatype: Datatype, shape: list[int], data: Any) -> np.ndarray:
+def decode_tensor(name: str, datatype: Datatype, shape: list[int], data: Any) -> Array:
     """Decode a V2 tensor into a numpy array of the datatype's dtype and the declared shape.
 
     Raises:
@@ -75,24 +79,47 @@ def decode_tensor(name: str, datatype: Datatype, shape: list[int], data: Any) ->
         )
     if datatype is Datatype.BYTES:
         _check_text(name, array)
+    elif DATATYPE_TO_DTYPE[datatype].kind in "iu" and array.dtype.kind in "fO":
+        array = _exact_integers(name, datatype, data)
     else:
         array = _cast(name, datatype, array)
     return array.reshape(shape)
 
 
-def _to_numpy(datatype: Datatype, data: list[Any]) -> np.ndarray:
+def _to_numpy(datatype: Datatype, data: list[Any]) -> Array:
     if datatype is Datatype.BYTES:
-        return np.array(data, dtype=np.object_)
+        array = np.array(data, dtype=np.object_)
+        if any(isinstance(item, list) for item in array.flat):
+            raise ValueError("ragged")  # numpy keeps the rows of ragged nesting as objects
+        return array
     return np.asarray(data)
 
 
-def _check_text(name: str, array: np.ndarray) -> None:
+def _check_text(name: str, array: Array) -> None:
     for item in array.flat:
         if not isinstance(item, str):
             raise InvalidTensor(f"input '{name}': BYTES elements must be strings, got {item!r}")
 
 
-def _cast(name: str, datatype: Datatype, array: np.ndarray) -> np.ndarray:
+def _exact_integers(name: str, datatype: Datatype, data: list[Any]) -> Array:
+    """Integers that numpy could not infer exactly: floats, or ints beyond int64 (UINT64).
+
+    NOTE: numpy infers float64 for ``[1.0, 2.0]`` and for a mix of int64 and uint64 values,
+    losing precision above 2**53; this path re-reads the JSON values as Python numbers instead.
+    """
+    values = np.array(data, dtype=np.object_).ravel().tolist()
+    if not all(isinstance(v, int) or (isinstance(v, float) and v.is_integer()) for v in values):
+        raise InvalidTensor(f"input '{name}': {datatype.value} data has non-integer values")
+    info = np.iinfo(DATATYPE_TO_DTYPE[datatype])
+    exact = [int(v) for v in values]
+    if exact and (min(exact) < info.min or max(exact) > info.max):
+        raise InvalidTensor(
+            f"input '{name}': {datatype.value} values must lie in [{info.min}, {info.max}]"
+        )
+    return np.array(exact, dtype=DATATYPE_TO_DTYPE[datatype])
+
+
+def _cast(name: str, datatype: Datatype, array: Array) -> Array:
     """Cast the inferred array to the datatype's dtype, refusing values that would change."""
     target = DATATYPE_TO_DTYPE[datatype]
     if array.size == 0:
@@ -102,8 +129,6 @@ def _cast(name: str, datatype: Datatype, array: np.ndarray) -> np.ndarray:
     if target.kind == "b":
         return array
     if target.kind in "iu":
-        if array.dtype.kind == "f" and not np.all(np.mod(array, 1) == 0):
-            raise InvalidTensor(f"input '{name}': {datatype.value} data has non-integer values")
         info = np.iinfo(target)
         if array.min() < info.min or array.max() > info.max:
             raise InvalidTensor(
@@ -112,7 +137,7 @@ def _cast(name: str, datatype: Datatype, array: np.ndarray) -> np.ndarray:
     return array.astype(target, copy=False)
 
 
-def encode_tensor(name: str, array: np.ndarray) -> dict[str, Any]:
+def encode_tensor(name: str, array: Array) -> dict[str, Any]:
     """A ``$response_output`` dict for a numpy array.
 
     Numeric ``data`` stays a flat numpy array: orjson writes it natively

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 DEFAULT_MODELS = ("iris", "diabetes", "text")
 
 
-class Placement(str, enum.Enum):
+class Placement(enum.StrEnum):
     """Where a model's predict runs."""
 
     INPROCESS = "inprocess"  # in the gateway process, off the event loop

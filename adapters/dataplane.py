@@ -10,10 +10,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-import numpy as np
 from pydantic import ValidationError
 
-from .codecs import DATATYPE_TO_DTYPE, decode_tensor, encode_tensor
+from .codecs import DATATYPE_TO_DTYPE, Array, decode_tensor, encode_tensor
 from .errors import InputMismatch, InvalidJSON, InvalidTensor, UnknownOutput, Unsupported
 from .registry import ModelVersion, Registry
 from .runtime import Executor
@@ -105,7 +104,7 @@ def describe_validation_error(exc: ValidationError) -> str:
     return "invalid inference request: " + "; ".join(problems)
 
 
-def decode_inputs(resolved: ModelVersion, inputs: list[RequestInput]) -> np.ndarray:
+def decode_inputs(resolved: ModelVersion, inputs: list[RequestInput]) -> Array:
     """Match the request's inputs to the signature and decode them into the model's input."""
     specs = resolved.signature.inputs
     if len(specs) != 1:
@@ -121,7 +120,7 @@ def decode_inputs(resolved: ModelVersion, inputs: list[RequestInput]) -> np.ndar
     return conform(spec, tensor.datatype, array)
 
 
-def conform(spec: TensorSpec, datatype: Datatype, array: np.ndarray) -> np.ndarray:
+def conform(spec: TensorSpec, datatype: Datatype, array: Array) -> Array:
     """Check a decoded tensor against its spec: datatype family, rank and fixed dimensions.
 
     Numeric tensors of any numeric datatype are accepted and cast to the spec's dtype (clients
@@ -136,7 +135,9 @@ def conform(spec: TensorSpec, datatype: Datatype, array: np.ndarray) -> np.ndarr
         array = array.reshape(-1)
     expected = tuple(None if d < 0 else d for d in spec.shape)
     actual = array.shape
-    if len(actual) != len(expected) or any(e not in (None, a) for e, a in zip(expected, actual)):
+    if len(actual) != len(expected) or any(
+        e not in (None, a) for e, a in zip(expected, actual, strict=True)
+    ):
         shape = list(spec.shape)
         if len(expected) == 2 and len(actual) == 2 and expected[1] is not None:
             raise InvalidTensor(
@@ -158,7 +159,6 @@ def requested_outputs(resolved: ModelVersion, request: InferenceRequest) -> tupl
     unknown = [n for n in names if n not in available]
     if unknown:
         raise UnknownOutput(
-            f"unknown output {unknown} for model '{resolved.name}'; "
-            f"available: {list(available)}"
+            f"unknown output {unknown} for model '{resolved.name}'; available: {list(available)}"
         )
     return names

@@ -17,11 +17,12 @@ from typing import Any, Protocol
 import anyio
 import numpy as np
 
+from .codecs import Array
 from .errors import BadRequest
 from .registry import ModelVersion
 from .signature import run_method
 
-Call = tuple[str, tuple[str, ...], np.ndarray]
+Call = tuple[str, tuple[str, ...], Array]
 """One inference as the runner sees it: model tag, methods to run, input rows."""
 
 
@@ -33,7 +34,7 @@ class PredictFailed:
         self.message = message
 
 
-Result = dict[str, np.ndarray] | PredictFailed
+Result = dict[str, Array] | PredictFailed
 
 
 def load_estimators(tags: Iterable[str]) -> dict[str, Any]:
@@ -43,7 +44,7 @@ def load_estimators(tags: Iterable[str]) -> dict[str, Any]:
     return {tag: bentoml.sklearn.load_model(tag) for tag in tags}
 
 
-def predict_one(estimator: Any, methods: Sequence[str], rows: np.ndarray) -> Result:
+def predict_one(estimator: Any, methods: Sequence[str], rows: Array) -> Result:
     """Run the requested methods on one input."""
     try:
         return {method: run_method(estimator, method, rows) for method in methods}
@@ -79,7 +80,7 @@ def predict_batch(estimators: dict[str, Any], calls: Sequence[Call]) -> list[Res
     return [r for r in results if r is not None]
 
 
-def unwrap(result: Result) -> dict[str, np.ndarray]:
+def unwrap(result: Result) -> dict[str, Array]:
     if isinstance(result, PredictFailed):
         raise BadRequest(f"the model rejected the input: {result.message}")
     return result
@@ -89,8 +90,8 @@ class Executor(Protocol):
     """Runs predict for one placement."""
 
     async def predict(
-        self, version: ModelVersion, methods: tuple[str, ...], rows: np.ndarray
-    ) -> dict[str, np.ndarray]: ...
+        self, version: ModelVersion, methods: tuple[str, ...], rows: Array
+    ) -> dict[str, Array]: ...
 
     async def ready(self) -> bool: ...
 
@@ -102,8 +103,8 @@ class InProcess:
         self.estimators = estimators
 
     async def predict(
-        self, version: ModelVersion, methods: tuple[str, ...], rows: np.ndarray
-    ) -> dict[str, np.ndarray]:
+        self, version: ModelVersion, methods: tuple[str, ...], rows: Array
+    ) -> dict[str, Array]:
         estimator = self.estimators[version.tag]
         return unwrap(await anyio.to_thread.run_sync(predict_one, estimator, methods, rows))
 
@@ -119,8 +120,8 @@ class RunnerClient:
         self._ready = False
 
     async def predict(
-        self, version: ModelVersion, methods: tuple[str, ...], rows: np.ndarray
-    ) -> dict[str, np.ndarray]:
+        self, version: ModelVersion, methods: tuple[str, ...], rows: Array
+    ) -> dict[str, Array]:
         (result,) = await self.runner.to_async.run([(version.tag, methods, rows)])
         return unwrap(result)
 

@@ -19,7 +19,7 @@ Parameters = dict[str, Any]
 """``$parameters``: name -> string | number | boolean (servers may define their own)."""
 
 
-class Datatype(str, enum.Enum):
+class Datatype(enum.StrEnum):
     """The tensor datatypes of the spec's "Tensor Data Types" table."""
 
     BOOL = "BOOL"

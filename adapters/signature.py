@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from .codecs import datatype_of
+from .codecs import Array, datatype_of
 from .schemas import Datatype
 
 OUTPUT_METHODS = ("predict", "predict_proba", "transform")
@@ -35,7 +35,9 @@ class TensorSpec:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TensorSpec:
-        return cls(str(data["name"]), Datatype(data["datatype"]), tuple(int(d) for d in data["shape"]))
+        return cls(
+            str(data["name"]), Datatype(data["datatype"]), tuple(int(d) for d in data["shape"])
+        )
 
 
 @dataclass(frozen=True)
@@ -63,7 +65,7 @@ class Signature:
         return tuple(t.name for t in self.outputs)
 
 
-def run_method(estimator: Any, method: str, x: np.ndarray) -> np.ndarray:
+def run_method(estimator: Any, method: str, x: Array) -> Array:
     """Call one estimator method and return a dense numpy array."""
     result = getattr(estimator, method)(x)
     if hasattr(result, "toarray"):  # scipy sparse, e.g. from a vectoriser's transform
@@ -72,7 +74,7 @@ def run_method(estimator: Any, method: str, x: np.ndarray) -> np.ndarray:
 
 
 def infer_signature(
-    estimator: Any, sample: np.ndarray, *, input_name: str = DEFAULT_INPUT_NAME
+    estimator: Any, sample: Array, *, input_name: str = DEFAULT_INPUT_NAME
 ) -> Signature:
     """Introspect the signature by running every exposed method on ``sample``.
 

@@ -1,0 +1,48 @@
+# Two commands matter: `make serve` and `make test`. Everything installs into .venv.
+# BENTOML_HOME is respected when set (default: BentoML's ~/bentoml).
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV   := .venv
+BIN    := $(VENV)/bin
+HOST   ?= 127.0.0.1
+PORT   ?= 3000
+BENTO  ?= oip-sklearn:latest
+BACKEND ?= $(or $(BENTOML_CONTAINERIZE_BACKEND),docker)
+
+.PHONY: venv train train-if-empty serve test lint format bento container bench load clean
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: requirements.txt requirements-dev.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --disable-pip-version-check -r requirements-dev.txt
+	touch $@
+
+train: venv          ## train a new version of every default model
+	$(BIN)/python train.py
+
+train-if-empty: venv
+	$(BIN)/python train.py --if-empty
+
+serve: train-if-empty   ## set up, train if the store is empty, serve V2 on $(HOST):$(PORT)
+	$(BIN)/bentoml serve service:Gateway --host $(HOST) --port $(PORT)
+
+test: venv           ## the whole test suite (what CI runs)
+	$(BIN)/python -m pytest
+
+lint: venv
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy adapters
+
+format: venv
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+bento: train-if-empty   ## build the Bento (models, code, pinned packages)
+	$(BIN)/bentoml build
+
+container: bento     ## container image from the Bento (BENTOML_CONTAINERIZE_BACKEND=docker|buildah|podman)
+	$(BIN)/bentoml containerize $(BENTO) --backend $(BACKEND)
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,60 @@
+"""Glue between the configuration and the BentoML services, so ``service.py`` stays declarative.
+
+Each function answers one question a service asks at start-up: which stored versions does the
+Bento carry, which estimators does this process load, how is the data plane wired.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from . import __version__
+from .config import Placement, Settings
+from .dataplane import DataPlane
+from .registry import Registry
+from .runtime import Executor, InProcess, RunnerClient, load_estimators
+
+
+def stored_tags(settings: Settings) -> list[str]:
+    """Every stored version of every served model: what the Bento must carry."""
+    import bentoml
+
+    return [str(m.tag) for name in settings.models for m in bentoml.models.list(name)]
+
+
+def load_registry(settings: Settings, placement: Placement | None = None) -> Registry:
+    """The registry of the served models, or of those with the given placement."""
+    names = settings.models if placement is None else settings.models_in(placement)
+    return Registry.from_store(names, settings.default_versions)
+
+
+def runner_estimators(settings: Settings) -> dict[str, Any]:
+    """The estimators of every version of the models placed on the runner."""
+    registry = load_registry(settings, Placement.RUNNER)
+    return load_estimators(v.tag for v in registry.all_versions())
+
+
+def build_dataplane(settings: Settings, runner: Any = None) -> DataPlane:
+    """The gateway's data plane: in-process models loaded here, the others sent to ``runner``.
+
+    Args:
+        settings: what is served and where.
+        runner: the runner service's client (``bentoml.depends``), needed only when some model
+            is placed on the runner.
+    """
+    registry = load_registry(settings)
+    local = [
+        v.tag for v in registry.all_versions() if settings.placement(v.name) is Placement.INPROCESS
+    ]
+    inprocess = InProcess(load_estimators(local))
+    executors: dict[str, Executor] = {}
+    for name in registry.models:
+        if settings.placement(name) is Placement.INPROCESS:
+            executors[name] = inprocess
+        elif runner is None:
+            raise ValueError(f"model '{name}' is placed on the runner but no runner is running")
+        else:
+            executors[name] = RunnerClient(runner)
+    return DataPlane(
+        registry, executors, server_name=settings.server_name, server_version=__version__
+    )

@@ -1,0 +1,128 @@
+"""Shared fixtures: a temporary BENTOML_HOME with tiny real models, and a live server.
+
+BENTOML_HOME must be set before bentoml is first imported (it reads it at import time), so it
+is set here, at collection, for the whole session; nothing touches the user's store.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+_HOME = Path(tempfile.mkdtemp(prefix="oip-test-bentoml-"))
+os.environ["BENTOML_HOME"] = str(_HOME)
+os.environ["BENTOML_DO_NOT_TRACK"] = "true"
+sys.path.insert(0, str(ROOT))
+
+import train  # noqa: E402
+
+
+@dataclass(frozen=True)
+class Store:
+    """What the session trained: tags in training order, per model."""
+
+    home: Path
+    tags: dict[str, list[str]]
+
+
+@pytest.fixture(scope="session")
+def store() -> Iterator[Store]:
+    """Two iris versions (C=1.0, then a much weaker C=0.001), one diabetes, one text."""
+    tags: dict[str, list[str]] = {}
+    for name, params in [("iris", {}), ("diabetes", {}), ("text", {}), ("iris", {"C": 0.001})]:
+        model = train.train(name, params, seed=0, test_size=0.2)
+        tags.setdefault(name, []).append(str(model.tag))
+    yield Store(_HOME, tags)
+    shutil.rmtree(_HOME, ignore_errors=True)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class LiveServer:
+    url: str
+    process: subprocess.Popen[bytes]
+    log: Path
+
+
+def start_server(
+    home: Path,
+    env: dict[str, str],
+    log: Path,
+    *,
+    target: str = "service:Gateway",
+    deadline_s: float = 120.0,
+) -> LiveServer:
+    """``bentoml serve`` as a subprocess on a free port; returns once /v2/health/ready is 200."""
+    port = free_port()
+    full_env = {**os.environ, "BENTOML_HOME": str(home), **env}
+    bentoml = str(Path(sys.executable).parent / "bentoml")
+    cmd = [bentoml, "serve", target, "--host", "127.0.0.1", "--port", str(port)]
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            cmd,
+            cwd=ROOT,
+            env=full_env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    server = LiveServer(f"http://127.0.0.1:{port}", proc, log)
+    end = time.monotonic() + deadline_s
+    while time.monotonic() < end:
+        if proc.poll() is not None:
+            raise RuntimeError(f"bentoml serve exited:\n{log.read_text()[-4000:]}")
+        try:
+            if httpx.get(f"{server.url}/v2/health/ready", timeout=2).status_code == 200:
+                return server
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.25)
+    stop_server(server)
+    raise RuntimeError(f"server not ready in {deadline_s}s:\n{log.read_text()[-4000:]}")
+
+
+def stop_server(server: LiveServer) -> None:
+    """SIGTERM the whole process group (gateway, runner, watchers), SIGKILL if it lingers."""
+    import signal
+
+    try:
+        os.killpg(server.process.pid, signal.SIGTERM)
+        server.process.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        os.killpg(server.process.pid, signal.SIGKILL)
+        server.process.wait(timeout=10)
+    except ProcessLookupError:
+        pass
+
+
+@pytest.fixture(scope="session", params=["inprocess", "runner"])
+def live(
+    request: pytest.FixtureRequest, store: Store, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[LiveServer]:
+    """The real server, once per placement, serving every model of the store."""
+    log = tmp_path_factory.mktemp("serve") / f"{request.param}.log"
+    env = {
+        "OIP_MODELS": "iris,diabetes,text",
+        "OIP_PLACEMENT": request.param,
+        "OIP_ACCESS_LOG": "0",
+    }
+    server = start_server(store.home, env, log)
+    yield server
+    stop_server(server)

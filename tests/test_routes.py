@@ -1,0 +1,149 @@
+"""Every V2 route in process: the Starlette app with a data plane over the test store."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from starlette.testclient import TestClient
+
+from adapters import Settings, build_app, build_dataplane
+
+from .conftest import Store
+
+DATA = Path(__file__).parent / "data"
+
+
+@pytest.fixture(scope="module")
+def client(store: Store) -> Iterator[TestClient]:
+    app = build_app()
+    app.state.dataplane = build_dataplane(Settings(models=("iris", "diabetes", "text")))
+    with TestClient(app, raise_server_exceptions=False) as c:
+        yield c
+
+
+def golden(name: str) -> Any:
+    return json.loads((DATA / name).read_text())
+
+
+def test_not_ready_until_the_data_plane_is_attached() -> None:
+    with TestClient(build_app()) as c:
+        assert c.get("/v2/health/live").json() == {"live": True}
+        ready = c.get("/v2/health/ready")
+        assert (ready.status_code, ready.json()) == (503, {"ready": False})
+        loading = c.get("/v2/models/iris")
+        assert loading.status_code == 503
+        assert "loading" in loading.json()["error"]
+
+
+@pytest.mark.parametrize("path", ["/v2", "/v2/"])
+def test_server_metadata(client: TestClient, path: str) -> None:
+    response = client.get(path, follow_redirects=False)
+    assert response.status_code == 200
+    assert set(response.json()) == {"name", "version", "extensions"}
+
+
+def test_health(client: TestClient) -> None:
+    assert client.get("/v2/health/live").json() == {"live": True}
+    assert client.get("/v2/health/ready").json() == {"ready": True}
+
+
+def test_model_metadata_lists_every_version_and_the_signature(
+    client: TestClient, store: Store
+) -> None:
+    meta = client.get("/v2/models/iris").json()
+    assert sorted(meta["versions"]) == sorted(t.split(":")[1] for t in store.tags["iris"])
+    assert meta["platform"] == "sklearn_logisticregression"
+    assert meta["inputs"] == [{"name": "input-0", "datatype": "FP64", "shape": [-1, 4]}]
+    assert [o["name"] for o in meta["outputs"]] == ["predict", "predict_proba"]
+    props = meta["properties"]
+    assert all(isinstance(v, str) for v in props.values())
+    assert props["bentoml_tag"] == store.tags["iris"][-1]  # unversioned = latest
+    assert {"metrics.accuracy", "params.C", "dataset.n_train"} <= set(props)
+
+
+def test_best_and_latest_follow_the_metrics(client: TestClient, store: Store) -> None:
+    versions = [
+        client.get(f"/v2/models/iris/versions/{t.split(':')[1]}").json() for t in store.tags["iris"]
+    ]
+    accuracy = [float(v["properties"]["metrics.accuracy"]) for v in versions]
+    best = versions[accuracy.index(max(accuracy))]["properties"]["bentoml_tag"]
+    assert client.get("/v2/models/iris/versions/best").json()["properties"]["bentoml_tag"] == best
+    latest = client.get("/v2/models/iris/versions/latest").json()["properties"]["bentoml_tag"]
+    assert latest == store.tags["iris"][-1]
+
+
+def test_infer_golden(client: TestClient) -> None:
+    response = client.post("/v2/models/iris/infer", json=golden("iris_request.json"))
+    assert response.status_code == 200
+    body = response.json()
+    assert body["id"] == "golden-1"
+    assert body["model_name"] == "iris"
+    assert [(o["name"], o["shape"], o["datatype"]) for o in body["outputs"]] == [
+        ("predict_proba", [2, 3], "FP64")
+    ]
+    for row in (body["outputs"][0]["data"][:3], body["outputs"][0]["data"][3:]):
+        assert sum(row) == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize(
+    ("case", "status", "fragment"),
+    [(c["case"], c["status"], c["fragment"]) for c in golden("bad_requests.json")],
+)
+def test_bad_requests(client: TestClient, case: str, status: int, fragment: str) -> None:
+    spec = next(c for c in golden("bad_requests.json") if c["case"] == case)
+    body = spec["body"] if isinstance(spec["body"], str) else json.dumps(spec["body"])
+    response = client.post(
+        spec["path"], content=body.encode(), headers={"content-type": "application/json"}
+    )
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"] == "application/json"
+    assert list(response.json()) == ["error"]
+    assert fragment.lower() in response.json()["error"].lower()
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "status"),
+    [
+        ("GET", "/v2/models/nope", 404),
+        ("GET", "/v2/models/nope/ready", 404),
+        ("GET", "/v2/models/iris/versions/nope", 404),
+        ("GET", "/v2/models/iris/versions/nope/ready", 404),
+        ("GET", "/v2/nothing/here", 404),
+        ("GET", "/v2/models/iris/infer", 405),
+        ("DELETE", "/v2/models/iris", 405),
+    ],
+)
+def test_routing_errors_are_v2_errors(
+    client: TestClient, method: str, path: str, status: int
+) -> None:
+    response = client.request(method, path)
+    assert response.status_code == status
+    assert list(response.json()) == ["error"]
+
+
+def test_versioned_and_unversioned_routes_agree(client: TestClient, store: Store) -> None:
+    version = store.tags["iris"][-1].split(":")[1]
+    for suffix in ("", "/ready"):
+        plain = client.get(f"/v2/models/iris{suffix}").json()
+        pinned = client.get(f"/v2/models/iris/versions/{version}{suffix}").json()
+        assert plain == pinned
+    assert client.get("/v2/models/iris/versions/latest/ready").json() == {
+        "name": "iris",
+        "ready": True,
+    }
+
+
+def test_text_model_accepts_n_by_1(client: TestClient) -> None:
+    for shape, data in [([2], ["a", "b"]), ([2, 1], [["a"], ["b"]])]:
+        body = {
+            "inputs": [{"name": "text", "shape": shape, "datatype": "BYTES", "data": data}],
+            "outputs": [{"name": "predict"}],
+        }
+        response = client.post("/v2/models/text/infer", json=body)
+        assert response.status_code == 200, response.text
+        out = response.json()["outputs"][0]
+        assert (out["datatype"], out["shape"]) == ("BYTES", [2])
