@@ -10,7 +10,9 @@ The tree (registering the base with Starlette covers every subclass, its lookup 
     │   └── UnknownOutput          an ``outputs`` entry the model does not produce
     ├── NotFound (404)
     │   ├── ModelNotFound
-    │   └── VersionNotFound
+    │   ├── VersionNotFound
+    │   └── RouteNotFound          no such V2 path
+    ├── MethodNotAllowed (405)
     ├── NotReady (503)
     └── Unsupported (501)
 """
@@ -69,6 +71,14 @@ class ModelNotFound(NotFound):
 class VersionNotFound(NotFound):
     def __init__(self, name: str, version: str) -> None:
         super().__init__(f"Version '{version}' of model '{name}' not found")
+
+
+class RouteNotFound(NotFound):
+    pass
+
+
+class MethodNotAllowed(OIPError):
+    status_code = 405
 
 
 class NotReady(OIPError):

@@ -21,10 +21,11 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from .dataplane import DataPlane
-from .errors import EXCEPTION_HANDLERS, NotReady
+from .errors import EXCEPTION_HANDLERS, MethodNotAllowed, NotReady, RouteNotFound
 
 Endpoint = Callable[[Request], Awaitable[Response]]
 _JSON_OPTIONS = orjson.OPT_SERIALIZE_NUMPY
+ALL_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 
 
 def json_response(content: Any, status_code: int = 200) -> Response:
@@ -75,6 +76,21 @@ async def model_infer(request: Request) -> Response:
     return json_response(await _dataplane(request).infer(*_model(request), body))
 
 
+async def unknown_route(request: Request) -> Response:
+    """Any other ``/v2/...`` request: 405 if the path exists with another verb, else 404.
+
+    NOTE: BentoML mounts ASGI apps "passively" (a path none of our routes match falls through to
+    BentoML's plain-text 404), so the V2 namespace is claimed explicitly by this last route.
+    """
+    path = request.url.path
+    routes = [
+        r for r in request.app.routes if isinstance(r, Route) and r.endpoint is not unknown_route
+    ]
+    if any(r.path_regex.match(path) for r in routes):
+        raise MethodNotAllowed(f"method {request.method} is not allowed on {path}")
+    raise RouteNotFound(f"no V2 route {path}")
+
+
 SERVER_ROUTES: list[tuple[str, str, Endpoint]] = [
     ("/v2", "GET", server_metadata),
     ("/v2/", "GET", server_metadata),
@@ -100,4 +116,5 @@ def build_app() -> Starlette:
         for prefix in MODEL_PREFIXES
         for suffix, verb, endpoint in MODEL_ROUTES
     ]
+    routes.append(Route("/v2/{path:path}", unknown_route, methods=ALL_METHODS))
     return Starlette(routes=routes, exception_handlers=dict(EXCEPTION_HANDLERS))

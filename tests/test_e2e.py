@@ -1,0 +1,136 @@
+"""The real server: ``bentoml serve`` in a subprocess, once per placement, over HTTP with httpx.
+
+Expected predictions come from the stored estimators loaded here, never from the server.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import bentoml
+import httpx
+import numpy as np
+import pytest
+from sklearn.datasets import load_iris
+
+from .conftest import LiveServer, Store
+
+pytestmark = pytest.mark.e2e
+DATA = Path(__file__).parent / "data"
+
+
+def v(tag: str) -> str:
+    return tag.split(":")[1]
+
+
+def test_server_routes(live: LiveServer) -> None:
+    with httpx.Client(base_url=live.url, follow_redirects=False) as c:
+        for path in ("/v2", "/v2/"):
+            meta = c.get(path)
+            assert meta.status_code == 200
+            assert set(meta.json()) == {"name", "version", "extensions"}
+        assert c.get("/v2/health/live").json() == {"live": True}
+        assert c.get("/v2/health/ready").json() == {"ready": True}
+        # BentoML's own probes and metrics stay available beside the V2 routes
+        assert c.get("/livez").status_code == 200
+        assert c.get("/readyz").status_code == 200
+        assert "bentoml" in c.get("/metrics").text
+
+
+def test_model_metadata_and_ready(live: LiveServer, store: Store) -> None:
+    with httpx.Client(base_url=live.url) as c:
+        for name in ("iris", "diabetes", "text"):
+            meta = c.get(f"/v2/models/{name}").json()
+            assert sorted(meta["versions"]) == sorted(v(t) for t in store.tags[name])
+            assert meta["properties"]["bentoml_tag"] == store.tags[name][-1]
+            assert meta["inputs"] and meta["outputs"]
+            assert c.get(f"/v2/models/{name}/ready").json() == {"name": name, "ready": True}
+            for version in [*meta["versions"], "latest", "best"]:
+                pinned = c.get(f"/v2/models/{name}/versions/{version}")
+                assert pinned.status_code == 200
+                ready = c.get(f"/v2/models/{name}/versions/{version}/ready")
+                assert ready.json() == {"name": name, "ready": True}
+        metrics = c.get("/v2/models/diabetes").json()["properties"]
+        assert metrics["selection_metric.goal"] == "min"
+        assert float(metrics["metrics.rmse"]) > 0
+
+
+@pytest.mark.parametrize("version", ["", "latest", "best", "first"])
+def test_iris_inference_matches_the_stored_estimator(
+    live: LiveServer, store: Store, version: str
+) -> None:
+    tags = store.tags["iris"]
+    tag = {"": tags[-1], "latest": tags[-1], "first": tags[0]}.get(version)
+    accuracy = {t: bentoml.models.get(t).info.metadata["metrics"]["accuracy"] for t in tags}
+    if version == "best":
+        tag = max(tags, key=lambda t: accuracy[t])
+    assert tag is not None
+    path = (
+        "/v2/models/iris"
+        + (f"/versions/{v(tag) if version == 'first' else version}" if version else "")
+        + "/infer"
+    )
+    X = load_iris().data[::10]
+    body = {
+        "id": "e2e",
+        "inputs": [
+            {"name": "input-0", "shape": list(X.shape), "datatype": "FP64", "data": X.tolist()}
+        ],
+    }
+    response = httpx.post(live.url + path, json=body)
+    assert response.status_code == 200, response.text
+    out = response.json()
+    assert out["id"] == "e2e"
+    assert out["model_version"] == v(tag)
+    estimator = bentoml.sklearn.load_model(tag)
+    by_name = {o["name"]: o for o in out["outputs"]}
+    assert by_name["predict"]["data"] == estimator.predict(X).tolist()
+    assert by_name["predict"]["datatype"] == "INT64"
+    np.testing.assert_allclose(
+        np.reshape(by_name["predict_proba"]["data"], by_name["predict_proba"]["shape"]),
+        estimator.predict_proba(X),
+    )
+
+
+def test_text_and_regression_inference(live: LiveServer, store: Store) -> None:
+    texts = [
+        "Fine-tuning a transformer for sentiment analysis of tweets",
+        "Deep Q-learning agent for Atari games",
+    ]
+    body = {
+        "inputs": [{"name": "text", "shape": [2], "datatype": "BYTES", "data": texts}],
+        "outputs": [{"name": "predict"}],
+    }
+    out = httpx.post(f"{live.url}/v2/models/text/infer", json=body).json()
+    expected = bentoml.sklearn.load_model(store.tags["text"][-1]).predict(texts).tolist()
+    assert out["outputs"] == [
+        {"name": "predict", "shape": [2], "datatype": "BYTES", "data": expected}
+    ]
+
+    x = [[0.01] * 10, [-0.02] * 10]
+    body = {"inputs": [{"name": "input-0", "shape": [2, 10], "datatype": "FP32", "data": x}]}
+    out = httpx.post(f"{live.url}/v2/models/diabetes/infer", json=body).json()
+    expected = bentoml.sklearn.load_model(store.tags["diabetes"][-1]).predict(np.array(x))
+    np.testing.assert_allclose(out["outputs"][0]["data"], expected)
+
+
+def test_every_bad_request_gets_a_v2_error(live: LiveServer) -> None:
+    cases = json.loads((DATA / "bad_requests.json").read_text())
+    with httpx.Client(base_url=live.url) as c:
+        for case in cases:
+            body = case["body"] if isinstance(case["body"], str) else json.dumps(case["body"])
+            r = c.post(case["path"], content=body, headers={"content-type": "application/json"})
+            assert r.status_code == case["status"], (case["case"], r.text)
+            assert list(r.json()) == ["error"], case["case"]
+            assert case["fragment"].lower() in r.json()["error"].lower(), case["case"]
+        for method, path, status in [
+            ("GET", "/v2/models/nope", 404),
+            ("GET", "/v2/models/iris/versions/zzz/ready", 404),
+            ("GET", "/v2/models/iris/infer", 405),
+            ("GET", "/v2/unknown", 404),
+        ]:
+            r = c.request(method, path)
+            assert (r.status_code, list(r.json())) == (status, ["error"]), path
+        # the server is unharmed by all of the above
+        assert c.get("/v2/health/ready").status_code == 200
