@@ -38,6 +38,7 @@ from sklearn.model_selection import train_test_split
 from sklearn.pipeline import Pipeline
 
 from adapters import Settings, infer_signature
+from adapters.registry import stored_versions
 
 TEXT_DATA = Path(__file__).parent / "data" / "ml_projects.csv"
 
@@ -231,7 +232,7 @@ def main(argv: list[str] | None = None) -> int:
     names = args.model or [m for m in Settings.from_env().models if m in RECIPES]
     params = dict(args.param)
     for name in names:
-        if args.if_empty and bentoml.models.list(name):
+        if args.if_empty and stored_versions(name):
             print(f"{name}: already in the store, skipped (--if-empty)")
             continue
         try:

@@ -92,6 +92,17 @@ def _flatten(value: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
     return flat
 
 
+def stored_versions(name: str) -> list[Any]:
+    """Every version of ``name`` in the current BentoML store (none is not an error here)."""
+    import bentoml
+    from bentoml.exceptions import NotFound as StoreNotFound
+
+    try:
+        return list(bentoml.models.list(name))
+    except StoreNotFound:
+        return []
+
+
 class ServedModel:
     """All served versions of one model name, with the aliases resolved."""
 
@@ -145,11 +156,9 @@ class Registry:
             names: the served model names.
             defaults: per model name the version or alias of its unversioned routes.
         """
-        import bentoml
-
         models = []
         for name in names:
-            versions = [ModelVersion.from_stored(m) for m in bentoml.models.list(name)]
+            versions = [ModelVersion.from_stored(m) for m in stored_versions(name)]
             if not versions:
                 raise ValueError(
                     f"model '{name}' has no version in the BentoML store; "

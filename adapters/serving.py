@@ -11,15 +11,13 @@ from typing import Any
 from . import __version__
 from .config import Placement, Settings
 from .dataplane import DataPlane
-from .registry import Registry
+from .registry import Registry, stored_versions
 from .runtime import Executor, InProcess, RunnerClient, load_estimators
 
 
 def stored_tags(settings: Settings) -> list[str]:
     """Every stored version of every served model: what the Bento must carry."""
-    import bentoml
-
-    return [str(m.tag) for name in settings.models for m in bentoml.models.list(name)]
+    return [str(m.tag) for name in settings.models for m in stored_versions(name)]
 
 
 def load_registry(settings: Settings, placement: Placement | None = None) -> Registry:
