@@ -34,7 +34,7 @@ class ModelRunner:
     """Runs predict for the models placed on the runner; concurrent calls merge into batches."""
 
     def __init__(self) -> None:
-        self.estimators = runner_estimators(settings)
+        self.estimators = runner_estimators(settings, bento=ModelRunner.bento)
 
     @bentoml.api(
         batchable=True,
@@ -58,7 +58,7 @@ class Gateway:
     runner = bentoml.depends(ModelRunner) if settings.models_in(Placement.RUNNER) else None
 
     def __init__(self) -> None:
-        app.state.dataplane = build_dataplane(settings, self.runner)
+        app.state.dataplane = build_dataplane(settings, self.runner, bento=Gateway.bento)
 
 
 Gateway.models.extend(bentoml.models.BentoModel(tag) for tag in stored_tags(settings))

@@ -13,7 +13,7 @@ Unversioned routes use the model's default (``OIP_DEFAULT_VERSION``, ``latest`` 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -149,16 +149,25 @@ class Registry:
         return [v for m in self.models.values() for v in m.versions.values()]
 
     @classmethod
-    def from_store(cls, names: Iterable[str], defaults: Mapping[str, str]) -> Registry:
+    def from_store(
+        cls,
+        names: Iterable[str],
+        defaults: Mapping[str, str],
+        *,
+        only: Collection[str] | None = None,
+    ) -> Registry:
         """Read every stored version of each named model from the current BentoML store.
 
         Args:
             names: the served model names.
             defaults: per model name the version or alias of its unversioned routes.
+            only: if given, the tags to consider (those a Bento references), so a Bento
+                serves what it was built with even when the store has newer versions.
         """
         models = []
         for name in names:
-            versions = [ModelVersion.from_stored(m) for m in stored_versions(name)]
+            stored = [m for m in stored_versions(name) if only is None or str(m.tag) in only]
+            versions = [ModelVersion.from_stored(m) for m in stored]
             if not versions:
                 raise ValueError(
                     f"model '{name}' has no version in the BentoML store; "

@@ -20,27 +20,41 @@ def stored_tags(settings: Settings) -> list[str]:
     return [str(m.tag) for name in settings.models for m in stored_versions(name)]
 
 
-def load_registry(settings: Settings, placement: Placement | None = None) -> Registry:
-    """The registry of the served models, or of those with the given placement."""
+def bento_tags(bento: Any) -> set[str] | None:
+    """The model tags a Bento was built with, or ``None`` when serving from the source tree."""
+    if bento is None:
+        return None
+    return {str(model.tag) for model in bento.info.all_models}
+
+
+def load_registry(
+    settings: Settings, placement: Placement | None = None, *, bento: Any = None
+) -> Registry:
+    """The registry of the served models, or of those with the given placement.
+
+    Served from a Bento, only the versions the Bento references are served, even if the store
+    beside it has newer ones.
+    """
     names = settings.models if placement is None else settings.models_in(placement)
-    return Registry.from_store(names, settings.default_versions)
+    return Registry.from_store(names, settings.default_versions, only=bento_tags(bento))
 
 
-def runner_estimators(settings: Settings) -> dict[str, Any]:
+def runner_estimators(settings: Settings, *, bento: Any = None) -> dict[str, Any]:
     """The estimators of every version of the models placed on the runner."""
-    registry = load_registry(settings, Placement.RUNNER)
+    registry = load_registry(settings, Placement.RUNNER, bento=bento)
     return load_estimators(v.tag for v in registry.all_versions())
 
 
-def build_dataplane(settings: Settings, runner: Any = None) -> DataPlane:
+def build_dataplane(settings: Settings, runner: Any = None, *, bento: Any = None) -> DataPlane:
     """The gateway's data plane: in-process models loaded here, the others sent to ``runner``.
 
     Args:
         settings: what is served and where.
         runner: the runner service's client (``bentoml.depends``), needed only when some model
             is placed on the runner.
+        bento: the Bento being served (``Service.bento``), if any.
     """
-    registry = load_registry(settings)
+    registry = load_registry(settings, bento=bento)
     local = [
         v.tag for v in registry.all_versions() if settings.placement(v.name) is Placement.INPROCESS
     ]

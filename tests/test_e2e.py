@@ -6,6 +6,9 @@ Expected predictions come from the stored estimators loaded here, never from the
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import bentoml
@@ -14,7 +17,9 @@ import numpy as np
 import pytest
 from sklearn.datasets import load_iris
 
-from .conftest import LiveServer, Store
+import train
+
+from .conftest import ROOT, LiveServer, Store, start_server, stop_server
 
 pytestmark = pytest.mark.e2e
 DATA = Path(__file__).parent / "data"
@@ -134,3 +139,46 @@ def test_every_bad_request_gets_a_v2_error(live: LiveServer) -> None:
             assert (r.status_code, list(r.json())) == (status, ["error"]), path
         # the server is unharmed by all of the above
         assert c.get("/v2/health/ready").status_code == 200
+
+
+def test_a_built_bento_serves_the_versions_it_was_built_with(
+    store: Store, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """``bentoml build``, then a newer version is trained; ``bentoml serve <tag>`` ignores it."""
+    bentoml_cli = str(Path(sys.executable).parent / "bentoml")
+    env = {"OIP_MODELS": "iris,diabetes,text"}
+    built = subprocess.run(
+        [bentoml_cli, "build", "--output", "tag"],
+        cwd=ROOT,
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=True,
+    )
+    bento_tag = built.stdout.strip().splitlines()[-1].removeprefix("__tag__:")
+    info = bentoml.get(bento_tag).info
+    packed = {str(m.tag) for m in info.all_models}
+    assert packed == {t for tags in store.tags.values() for t in tags}
+
+    newer = str(train.train("iris", {"C": 0.5}, seed=1, test_size=0.2).tag)
+    log = tmp_path_factory.mktemp("bento") / "serve.log"
+    server = start_server(store.home, env, log, target=bento_tag)
+    try:
+        meta = httpx.get(f"{server.url}/v2/models/iris").json()
+        assert sorted(meta["versions"]) == sorted(v(t) for t in store.tags["iris"])
+        assert v(newer) not in meta["versions"]
+        body = {
+            "inputs": [
+                {
+                    "name": "input-0",
+                    "shape": [1, 4],
+                    "datatype": "FP64",
+                    "data": [5.1, 3.5, 1.4, 0.2],
+                }
+            ]
+        }
+        assert httpx.post(f"{server.url}/v2/models/iris/infer", json=body).status_code == 200
+    finally:
+        stop_server(server)
+        bentoml.models.delete(newer)
