@@ -29,7 +29,18 @@ SERVICE_CONFIG: dict[str, Any] = {
 }
 
 
-@bentoml.service(name="oip-runner", workers=settings.runner_workers, **SERVICE_CONFIG)
+# NOTE: BentoML's client to a dependency replaces its HTTP session every `max_requests` calls
+# (default 100) and closes the old one under calls still in flight, which fail with "Server
+# disconnected" under concurrency; the session is kept for the life of the process instead.
+RUNNER_CONNECTION = {"max_requests": 2**62, "max_age": 10.0**9}
+
+
+@bentoml.service(
+    name="oip-runner",
+    workers=settings.runner_workers,
+    runner_connection=RUNNER_CONNECTION,
+    **SERVICE_CONFIG,
+)
 class ModelRunner:
     """Runs predict for the models placed on the runner; concurrent calls merge into batches."""
 

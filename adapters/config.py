@@ -14,7 +14,8 @@ OIP_DEFAULT_VERSION    what unversioned routes answer with:   ``latest``
 OIP_RUNNER_WORKERS     processes of the runner service        ``1``
 OIP_MAX_BATCH_SIZE     adaptive batching: most requests       ``64``
                        merged into one predict call
-OIP_MAX_LATENCY_MS     adaptive batching: latency budget      ``20``
+OIP_MAX_LATENCY_MS     adaptive batching: a call expected to  ``10000``
+                       wait longer is refused (503)
 OIP_SERVER_NAME        ``name`` in ``GET /v2``                ``bentoml-oip-sklearn``
 OIP_ACCESS_LOG         one log line per request (``0``/``1``)  ``1``
 =====================  =====================================  =================================
@@ -58,7 +59,7 @@ class Settings:
     default_versions: dict[str, str] = field(default_factory=lambda: {"*": "latest"})
     runner_workers: int = 1
     max_batch_size: int = 64
-    max_latency_ms: int = 20
+    max_latency_ms: int = 10000
     server_name: str = "bentoml-oip-sklearn"
     access_log: bool = True
 
@@ -72,7 +73,7 @@ class Settings:
             default_versions=parse_per_model(env.get("OIP_DEFAULT_VERSION", ""), "latest"),
             runner_workers=int(env.get("OIP_RUNNER_WORKERS", "1")),
             max_batch_size=int(env.get("OIP_MAX_BATCH_SIZE", "64")),
-            max_latency_ms=int(env.get("OIP_MAX_LATENCY_MS", "20")),
+            max_latency_ms=int(env.get("OIP_MAX_LATENCY_MS", "10000")),
             server_name=env.get("OIP_SERVER_NAME", "bentoml-oip-sklearn"),
             access_log=env.get("OIP_ACCESS_LOG", "1").lower() not in ("0", "false", "no", "off"),
         )

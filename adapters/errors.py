@@ -3,6 +3,7 @@
 The tree (registering the base with Starlette covers every subclass, its lookup walks the MRO)::
 
     OIPError (500: our own bug; the message sent is opaque, the detail is logged)
+    ├── InternalError (500)        any other exception, wrapped by the routes
     ├── BadRequest (400)
     │   ├── InvalidJSON            body is not JSON / not a V2 request object
     │   ├── InvalidTensor          unknown datatype, shape/data mismatch, wrong element types
@@ -14,6 +15,7 @@ The tree (registering the base with Starlette covers every subclass, its lookup 
     │   └── RouteNotFound          no such V2 path
     ├── MethodNotAllowed (405)
     ├── NotReady (503)
+    │   └── Overloaded             the runner refused: its batching latency budget is spent
     └── Unsupported (501)
 """
 
@@ -37,6 +39,11 @@ class OIPError(Exception):
     def __init__(self, message: str) -> None:
         super().__init__(message)
         self.message = message
+
+
+class InternalError(OIPError):
+    def __init__(self) -> None:
+        super().__init__("Internal server error")
 
 
 class BadRequest(OIPError):
@@ -85,6 +92,10 @@ class NotReady(OIPError):
     status_code = 503
 
 
+class Overloaded(NotReady):
+    pass
+
+
 class Unsupported(OIPError):
     status_code = 501
 
@@ -101,7 +112,7 @@ def error_response(message: str, status_code: int) -> Response:
 async def handle_oip_error(request: Request, exc: Exception) -> Response:
     """Turn any :class:`OIPError` into ``{"error": ...}`` with its status."""
     assert isinstance(exc, OIPError)
-    if exc.status_code >= 500 and not isinstance(exc, (NotReady, Unsupported)):
+    if exc.status_code == 500 and not isinstance(exc, InternalError):
         logger.error("internal error on %s %s: %s", request.method, request.url.path, exc)
         return error_response("Internal server error", exc.status_code)
     return error_response(exc.message, exc.status_code)

@@ -11,20 +11,31 @@ when the serving process has loaded the models; until then every route but liven
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
 from .dataplane import DataPlane
-from .errors import EXCEPTION_HANDLERS, MethodNotAllowed, NotReady, RouteNotFound
+from .errors import (
+    EXCEPTION_HANDLERS,
+    InternalError,
+    MethodNotAllowed,
+    NotReady,
+    OIPError,
+    RouteNotFound,
+)
 
+logger = logging.getLogger(__name__)
 Endpoint = Callable[[Request], Awaitable[Response]]
 _JSON_OPTIONS = orjson.OPT_SERIALIZE_NUMPY
+CATCH_ALL = "/v2/{path:path}"
 ALL_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 
 
@@ -108,13 +119,35 @@ MODEL_PREFIXES = (
 )
 
 
+def guarded(endpoint: Endpoint) -> Endpoint:
+    """Turn any unexpected exception into an :class:`InternalError`, logged with its traceback.
+
+    NOTE: an exception that reaches Starlette's outermost error middleware is answered with 500
+    and then re-raised to the server, which closes the keep-alive connection; handled here, the
+    connection stays usable.
+    """
+
+    async def run(request: Request) -> Response:
+        try:
+            return await endpoint(request)
+        except (OIPError, HTTPException):
+            raise
+        except Exception as exc:
+            logger.exception("unhandled error on %s %s", request.method, request.url.path)
+            raise InternalError() from exc
+
+    return run
+
+
 def build_app() -> Starlette:
     """The V2 app: every server route, and every model route with and without a version."""
-    routes = [Route(path, endpoint, methods=[verb]) for path, verb, endpoint in SERVER_ROUTES]
+    routes = [
+        Route(path, guarded(endpoint), methods=[verb]) for path, verb, endpoint in SERVER_ROUTES
+    ]
     routes += [
-        Route(prefix + suffix, endpoint, methods=[verb])
+        Route(prefix + suffix, guarded(endpoint), methods=[verb])
         for prefix in MODEL_PREFIXES
         for suffix, verb, endpoint in MODEL_ROUTES
     ]
-    routes.append(Route("/v2/{path:path}", unknown_route, methods=ALL_METHODS))
+    routes.append(Route(CATCH_ALL, unknown_route, methods=ALL_METHODS))
     return Starlette(routes=routes, exception_handlers=dict(EXCEPTION_HANDLERS))

@@ -12,13 +12,15 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Iterable, Sequence
+from http import HTTPStatus
 from typing import Any, Protocol
 
 import anyio
 import numpy as np
+from bentoml.exceptions import BentoMLException
 
 from .codecs import Array
-from .errors import BadRequest
+from .errors import BadRequest, Overloaded
 from .registry import ModelVersion
 from .signature import run_method
 
@@ -122,7 +124,14 @@ class RunnerClient:
     async def predict(
         self, version: ModelVersion, methods: tuple[str, ...], rows: Array
     ) -> dict[str, Array]:
-        (result,) = await self.runner.to_async.run([(version.tag, methods, rows)])
+        try:
+            (result,) = await self.runner.to_async.run([(version.tag, methods, rows)])
+        except BentoMLException as exc:
+            if exc.error_code == HTTPStatus.SERVICE_UNAVAILABLE:
+                raise Overloaded(
+                    f"the runner of model '{version.name}' is overloaded, retry later"
+                ) from None
+            raise
         return unwrap(result)
 
     async def ready(self) -> bool:

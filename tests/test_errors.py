@@ -25,13 +25,18 @@ EXPECTED = {
     errors.RouteNotFound: 404,
     errors.MethodNotAllowed: 405,
     errors.NotReady: 503,
+    errors.Overloaded: 503,
     errors.Unsupported: 501,
 }
 
 
 def test_every_error_class_has_its_status() -> None:
     classes = set(all_subclasses(OIPError))
-    assert classes == set(EXPECTED) | {errors.ModelNotFound, errors.VersionNotFound}
+    assert classes == set(EXPECTED) | {
+        errors.ModelNotFound,
+        errors.VersionNotFound,
+        errors.InternalError,
+    }
     for cls, status in EXPECTED.items():
         assert cls("x").status_code == status
     assert errors.ModelNotFound("m").status_code == 404
@@ -61,5 +66,21 @@ def test_handler_writes_the_message_with_the_status(cls: type[OIPError]) -> None
 @pytest.mark.parametrize("exc", [OIPError("secret detail"), RuntimeError("secret detail")])
 def test_our_bugs_are_opaque_500s(exc: Exception) -> None:
     response = _app(exc).get("/")
+    assert response.status_code == 500
+    assert response.json() == {"error": "Internal server error"}
+
+
+def test_an_unexpected_error_in_a_route_is_an_opaque_500_that_keeps_the_connection() -> None:
+    from adapters.routes import guarded
+
+    async def broken(request: object) -> None:
+        raise KeyError("secret detail")
+
+    app = Starlette(
+        routes=[Route("/", guarded(broken))],  # type: ignore[arg-type]
+        exception_handlers=dict(EXCEPTION_HANDLERS),
+    )
+    # raise_server_exceptions=True: the test fails if anything escapes to the server
+    response = TestClient(app).get("/")
     assert response.status_code == 500
     assert response.json() == {"error": "Internal server error"}
