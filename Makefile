@@ -44,5 +44,11 @@ bento: train-if-empty   ## build the Bento (models, code, pinned packages)
 container: bento     ## container image from the Bento (BENTOML_CONTAINERIZE_BACKEND=docker|buildah|podman)
 	$(BIN)/bentoml containerize $(BENTO) --backend $(BACKEND)
 
+load: venv           ## locust against $(LOAD_URL) (starts a server if none answers); reports in results/load/
+	$(BIN)/python load_tests/run.py --url $(or $(LOAD_URL),http://127.0.0.1:3000)
+
+bench: venv          ## side-by-side benchmark vs MLServer and a bare Starlette ceiling
+	$(BIN)/python bench/run.py
+
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
