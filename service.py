@@ -20,12 +20,14 @@ from adapters import (
     runner_estimators,
     stored_tags,
 )
+from adapters.gateway import GatewayService
 
 settings = Settings.from_env()
 app = build_app()
 SERVICE_CONFIG: dict[str, Any] = {
     "traffic": {"timeout": 60},
     "logging": {"access": {"enabled": settings.access_log}},
+    **({} if settings.tracing else {"tracing": {"excluded_urls": "/v2"}}),
 }
 
 
@@ -61,7 +63,13 @@ class ModelRunner:
         return True
 
 
-@bentoml.service(name="oip-gateway", description=__doc__, **SERVICE_CONFIG)
+@bentoml.service(
+    name="oip-gateway",
+    description=__doc__,
+    service_class=GatewayService,
+    workers=settings.workers,
+    **SERVICE_CONFIG,
+)
 @bentoml.asgi_app(app, path="/")
 class Gateway:
     """Serves the Open Inference Protocol; in-process models run here."""
@@ -72,4 +80,6 @@ class Gateway:
         app.state.dataplane = build_dataplane(settings, self.runner, bento=Gateway.bento)
 
 
+Gateway.fast_lane = settings.fast_lane
+Gateway.log_access = settings.access_log
 Gateway.models.extend(bentoml.models.BentoModel(tag) for tag in stored_tags(settings))

@@ -11,6 +11,7 @@ OIP_PLACEMENT          ``inprocess`` or ``runner``, for all   ``inprocess``
 OIP_DEFAULT_VERSION    what unversioned routes answer with:   ``latest``
                        ``latest``, ``best`` or a version, for
                        all or per model (``iris=best``)
+OIP_WORKERS            processes of the gateway               ``1``
 OIP_RUNNER_WORKERS     processes of the runner service        ``1``
 OIP_MAX_BATCH_SIZE     adaptive batching: most requests       ``64``
                        merged into one predict call
@@ -18,6 +19,10 @@ OIP_MAX_LATENCY_MS     adaptive batching: a call expected to  ``10000``
                        wait longer is refused (503)
 OIP_SERVER_NAME        ``name`` in ``GET /v2``                ``bentoml-oip-sklearn``
 OIP_ACCESS_LOG         one log line per request (``0``/``1``)  ``1``
+OIP_TRACING            OpenTelemetry spans for V2 routes      ``0``
+                       (``0``/``1``; needs OIP_FAST_LANE=0)
+OIP_FAST_LANE          V2 requests skip BentoML's per-request ``1``
+                       middlewares (``adapters/fastlane.py``)
 =====================  =====================================  =================================
 """
 
@@ -50,6 +55,10 @@ def parse_per_model(value: str, default: str) -> dict[str, str]:
     return result
 
 
+def _flag(value: str) -> bool:
+    return value.strip().lower() not in ("0", "false", "no", "off", "")
+
+
 @dataclass(frozen=True)
 class Settings:
     """Everything that decides what is served and how."""
@@ -57,11 +66,14 @@ class Settings:
     models: tuple[str, ...] = DEFAULT_MODELS
     placements: dict[str, str] = field(default_factory=lambda: {"*": "inprocess"})
     default_versions: dict[str, str] = field(default_factory=lambda: {"*": "latest"})
+    workers: int = 1
     runner_workers: int = 1
     max_batch_size: int = 64
     max_latency_ms: int = 10000
     server_name: str = "bentoml-oip-sklearn"
     access_log: bool = True
+    tracing: bool = False
+    fast_lane: bool = True
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -71,11 +83,14 @@ class Settings:
             models=models or DEFAULT_MODELS,
             placements=parse_per_model(env.get("OIP_PLACEMENT", ""), "inprocess"),
             default_versions=parse_per_model(env.get("OIP_DEFAULT_VERSION", ""), "latest"),
+            workers=int(env.get("OIP_WORKERS", "1")),
             runner_workers=int(env.get("OIP_RUNNER_WORKERS", "1")),
             max_batch_size=int(env.get("OIP_MAX_BATCH_SIZE", "64")),
             max_latency_ms=int(env.get("OIP_MAX_LATENCY_MS", "10000")),
             server_name=env.get("OIP_SERVER_NAME", "bentoml-oip-sklearn"),
-            access_log=env.get("OIP_ACCESS_LOG", "1").lower() not in ("0", "false", "no", "off"),
+            access_log=_flag(env.get("OIP_ACCESS_LOG", "1")),
+            tracing=_flag(env.get("OIP_TRACING", "0")),
+            fast_lane=_flag(env.get("OIP_FAST_LANE", "1")),
         )
         for name in settings.models:
             settings.placement(name)  # fail at start-up on a misspelt placement

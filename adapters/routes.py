@@ -108,10 +108,10 @@ SERVER_ROUTES: list[tuple[str, str, Endpoint]] = [
     ("/v2/health/live", "GET", server_live),
     ("/v2/health/ready", "GET", server_ready),
 ]
-MODEL_ROUTES: list[tuple[str, str, Endpoint]] = [
+MODEL_ROUTES: list[tuple[str, str, Endpoint]] = [  # inference first: matched in order
+    ("/infer", "POST", model_infer),
     ("", "GET", model_metadata),
     ("/ready", "GET", model_ready),
-    ("/infer", "POST", model_infer),
 ]
 MODEL_PREFIXES = (
     "/v2/models/{model_name}",
@@ -142,12 +142,12 @@ def guarded(endpoint: Endpoint) -> Endpoint:
 def build_app() -> Starlette:
     """The V2 app: every server route, and every model route with and without a version."""
     routes = [
-        Route(path, guarded(endpoint), methods=[verb]) for path, verb, endpoint in SERVER_ROUTES
-    ]
-    routes += [
         Route(prefix + suffix, guarded(endpoint), methods=[verb])
         for prefix in MODEL_PREFIXES
         for suffix, verb, endpoint in MODEL_ROUTES
+    ]
+    routes += [
+        Route(path, guarded(endpoint), methods=[verb]) for path, verb, endpoint in SERVER_ROUTES
     ]
     routes.append(Route(CATCH_ALL, unknown_route, methods=ALL_METHODS))
     return Starlette(routes=routes, exception_handlers=dict(EXCEPTION_HANDLERS))

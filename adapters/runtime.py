@@ -11,6 +11,7 @@ Both speak the same call: ``(tag, methods, rows)`` -> ``{method: array}``.
 from __future__ import annotations
 
 import itertools
+import time
 from collections.abc import Iterable, Sequence
 from http import HTTPStatus
 from typing import Any, Protocol
@@ -52,6 +53,13 @@ def predict_one(estimator: Any, methods: Sequence[str], rows: Array) -> Result:
         return {method: run_method(estimator, method, rows) for method in methods}
     except ValueError as exc:
         return PredictFailed(str(exc))
+
+
+def timed_predict(estimator: Any, methods: Sequence[str], rows: Array) -> tuple[Result, float]:
+    """:func:`predict_one` and the seconds it took (measured where it runs)."""
+    start = time.perf_counter()
+    result = predict_one(estimator, methods, rows)
+    return result, time.perf_counter() - start
 
 
 def predict_batch(estimators: dict[str, Any], calls: Sequence[Call]) -> list[Result]:
@@ -99,16 +107,42 @@ class Executor(Protocol):
 
 
 class InProcess:
-    """Estimators loaded in this process; predict in a worker thread."""
+    """Estimators loaded in this process.
 
-    def __init__(self, estimators: dict[str, Any]) -> None:
+    A predict known to be quick (its model's recent small calls took under ``inline_budget_s``)
+    runs right on the event loop: for a tiny model the hop to a worker thread costs more than
+    the predict. Anything else (large inputs, slow models, a model's first calls) runs in a
+    worker thread, so a slow predict never stalls health checks and metadata.
+    """
+
+    def __init__(
+        self,
+        estimators: dict[str, Any],
+        *,
+        inline_max_rows: int = 16,
+        inline_budget_s: float = 0.0005,
+    ) -> None:
         self.estimators = estimators
+        self.inline_max_rows = inline_max_rows
+        self.inline_budget_s = inline_budget_s
+        self.small_call_s: dict[str, float] = {}  # EWMA of small calls' duration, per tag
+
+    def runs_inline(self, tag: str, rows: int) -> bool:
+        return (
+            rows <= self.inline_max_rows and self.small_call_s.get(tag, 1.0) < self.inline_budget_s
+        )
 
     async def predict(
         self, version: ModelVersion, methods: tuple[str, ...], rows: Array
     ) -> dict[str, Array]:
         estimator = self.estimators[version.tag]
-        return unwrap(await anyio.to_thread.run_sync(predict_one, estimator, methods, rows))
+        if self.runs_inline(version.tag, len(rows)):
+            return unwrap(predict_one(estimator, methods, rows))
+        result, elapsed = await anyio.to_thread.run_sync(timed_predict, estimator, methods, rows)
+        if len(rows) <= self.inline_max_rows:
+            previous = self.small_call_s.get(version.tag, elapsed)
+            self.small_call_s[version.tag] = 0.8 * previous + 0.2 * elapsed
+        return unwrap(result)
 
     async def ready(self) -> bool:
         return True

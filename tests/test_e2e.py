@@ -162,23 +162,25 @@ def test_a_built_bento_serves_the_versions_it_was_built_with(
     assert packed == {t for tags in store.tags.values() for t in tags}
 
     newer = str(train.train("iris", {"C": 0.5}, seed=1, test_size=0.2).tag)
-    log = tmp_path_factory.mktemp("bento") / "serve.log"
-    server = start_server(store.home, env, log, target=bento_tag)
+    body = {
+        "inputs": [
+            {"name": "input-0", "shape": [1, 4], "datatype": "FP64", "data": [5.1, 3.5, 1.4, 0.2]}
+        ]
+    }
     try:
-        meta = httpx.get(f"{server.url}/v2/models/iris").json()
-        assert sorted(meta["versions"]) == sorted(v(t) for t in store.tags["iris"])
-        assert v(newer) not in meta["versions"]
-        body = {
-            "inputs": [
-                {
-                    "name": "input-0",
-                    "shape": [1, 4],
-                    "datatype": "FP64",
-                    "data": [5.1, 3.5, 1.4, 0.2],
-                }
-            ]
-        }
-        assert httpx.post(f"{server.url}/v2/models/iris/infer", json=body).status_code == 200
+        # built in-process, served in both placements: configuration is read at serve time
+        for placement in ("inprocess", "runner"):
+            log = tmp_path_factory.mktemp("bento") / f"serve-{placement}.log"
+            served = {**env, "OIP_PLACEMENT": placement, "OIP_MODELS": "iris,text"}
+            server = start_server(store.home, served, log, target=bento_tag)
+            try:
+                meta = httpx.get(f"{server.url}/v2/models/iris").json()
+                assert sorted(meta["versions"]) == sorted(v(t) for t in store.tags["iris"])
+                assert v(newer) not in meta["versions"]
+                infer = httpx.post(f"{server.url}/v2/models/iris/infer", json=body)
+                assert infer.status_code == 200
+                assert httpx.get(f"{server.url}/v2/models/diabetes").status_code == 404
+            finally:
+                stop_server(server)
     finally:
-        stop_server(server)
         bentoml.models.delete(newer)
