@@ -39,9 +39,17 @@ class Store:
 
 @pytest.fixture(scope="session")
 def store() -> Iterator[Store]:
-    """Two iris versions (C=1.0, then a much weaker C=0.001), one diabetes, one text."""
+    """Two iris versions (C=1.0, then a much weaker C=0.001), one diabetes, one text, and a
+    small forest (the slow model of the concurrency tests)."""
     tags: dict[str, list[str]] = {}
-    for name, params in [("iris", {}), ("diabetes", {}), ("text", {}), ("iris", {"C": 0.001})]:
+    runs: list[tuple[str, dict[str, object]]] = [
+        ("iris", {}),
+        ("diabetes", {}),
+        ("text", {}),
+        ("iris", {"C": 0.001}),
+        ("forest", {"n_estimators": 60}),
+    ]
+    for name, params in runs:
         model = train.train(name, params, seed=0, test_size=0.2)
         tags.setdefault(name, []).append(str(model.tag))
     yield Store(_HOME, tags)
@@ -57,6 +65,7 @@ def free_port() -> int:
 @dataclass
 class LiveServer:
     url: str
+    placement: str
     process: subprocess.Popen[bytes]
     log: Path
 
@@ -83,7 +92,9 @@ def start_server(
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-    server = LiveServer(f"http://127.0.0.1:{port}", proc, log)
+    server = LiveServer(
+        f"http://127.0.0.1:{port}", env.get("OIP_PLACEMENT", "inprocess"), proc, log
+    )
     end = time.monotonic() + deadline_s
     while time.monotonic() < end:
         if proc.poll() is not None:
@@ -119,7 +130,7 @@ def live(
     """The real server, once per placement, serving every model of the store."""
     log = tmp_path_factory.mktemp("serve") / f"{request.param}.log"
     env = {
-        "OIP_MODELS": "iris,diabetes,text",
+        "OIP_MODELS": "iris,diabetes,text,forest",
         "OIP_PLACEMENT": request.param,
         "OIP_ACCESS_LOG": "0",
     }
