@@ -27,8 +27,13 @@ app = build_app()
 SERVICE_CONFIG: dict[str, Any] = {
     "traffic": {"timeout": 60},
     "logging": {"access": {"enabled": settings.access_log}},
-    **({} if settings.tracing else {"tracing": {"excluded_urls": "/v2"}}),
 }
+
+
+def untraced(paths: str) -> dict[str, Any]:
+    """Leave these routes out of OpenTelemetry unless OIP_TRACING=1 (spans cost more than a
+    small predict, and no exporter is configured by default)."""
+    return {} if settings.tracing else {"tracing": {"excluded_urls": paths}}
 
 
 # NOTE: BentoML's client to a dependency replaces its HTTP session every `max_requests` calls
@@ -42,6 +47,7 @@ RUNNER_CONNECTION = {"max_requests": 2**62, "max_age": 10.0**9}
     workers=settings.runner_workers,
     runner_connection=RUNNER_CONNECTION,
     **SERVICE_CONFIG,
+    **untraced("/run,/ready"),
 )
 class ModelRunner:
     """Runs predict for the models placed on the runner; concurrent calls merge into batches."""
@@ -69,6 +75,7 @@ class ModelRunner:
     service_class=GatewayService,
     workers=settings.workers,
     **SERVICE_CONFIG,
+    **untraced("/v2"),
 )
 @bentoml.asgi_app(app, path="/")
 class Gateway:

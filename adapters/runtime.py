@@ -10,12 +10,14 @@ Both speak the same call: ``(tag, methods, rows)`` -> ``{method: array}``.
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import time
 from collections.abc import Iterable, Sequence
 from http import HTTPStatus
 from typing import Any, Protocol
 
+import aiohttp
 import anyio
 import numpy as np
 from bentoml.exceptions import BentoMLException
@@ -53,13 +55,6 @@ def predict_one(estimator: Any, methods: Sequence[str], rows: Array) -> Result:
         return {method: run_method(estimator, method, rows) for method in methods}
     except ValueError as exc:
         return PredictFailed(str(exc))
-
-
-def timed_predict(estimator: Any, methods: Sequence[str], rows: Array) -> tuple[Result, float]:
-    """:func:`predict_one` and the seconds it took (measured where it runs)."""
-    start = time.perf_counter()
-    result = predict_one(estimator, methods, rows)
-    return result, time.perf_counter() - start
 
 
 def predict_batch(estimators: dict[str, Any], calls: Sequence[Call]) -> list[Result]:
@@ -106,26 +101,51 @@ class Executor(Protocol):
     async def ready(self) -> bool: ...
 
 
+def batch_size_histogram() -> Any:
+    """``oip_inprocess_batch_size`` on ``/metrics``: requests merged per in-process predict
+    (the runner's counterpart is BentoML's ``bentoml_service_adaptive_batch_size``)."""
+    global _BATCH_SIZES
+    if _BATCH_SIZES is None:
+        import bentoml
+
+        _BATCH_SIZES = bentoml.metrics.Histogram(
+            name="oip_inprocess_batch_size",
+            documentation="Requests merged into one in-process predict call",
+            buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256),
+        )
+    return _BATCH_SIZES
+
+
+_BATCH_SIZES: Any = None
+
+
 class InProcess:
-    """Estimators loaded in this process.
+    """Estimators loaded in this process, with the runner's batching without its hop.
 
     A predict known to be quick (its model's recent small calls took under ``inline_budget_s``)
-    runs right on the event loop: for a tiny model the hop to a worker thread costs more than
-    the predict. Anything else (large inputs, slow models, a model's first calls) runs in a
-    worker thread, so a slow predict never stalls health checks and metadata.
+    runs right on the event loop: for a tiny model the hop to a worker thread costs more than the
+    predict. Every other call joins a queue drained by one worker thread at a time: calls that
+    arrive while a predict is running are merged into the next one (:func:`predict_batch`), so
+    concurrent requests neither fight over the GIL in many threads nor pay one predict's fixed
+    cost each, and a slow predict never blocks health checks and metadata on the event loop.
     """
 
     def __init__(
         self,
         estimators: dict[str, Any],
         *,
+        max_batch_size: int = 64,
         inline_max_rows: int = 16,
         inline_budget_s: float = 0.0005,
     ) -> None:
         self.estimators = estimators
+        self.max_batch_size = max_batch_size
         self.inline_max_rows = inline_max_rows
         self.inline_budget_s = inline_budget_s
-        self.small_call_s: dict[str, float] = {}  # EWMA of small calls' duration, per tag
+        self.small_call_s: dict[str, float] = {}  # EWMA of lone small calls' duration, per tag
+        self.queue: list[tuple[Call, asyncio.Future[Result]]] = []
+        self.drainer: asyncio.Task[None] | None = None
+        self.batch_sizes = batch_size_histogram()
 
     def runs_inline(self, tag: str, rows: int) -> bool:
         return (
@@ -135,14 +155,45 @@ class InProcess:
     async def predict(
         self, version: ModelVersion, methods: tuple[str, ...], rows: Array
     ) -> dict[str, Array]:
-        estimator = self.estimators[version.tag]
         if self.runs_inline(version.tag, len(rows)):
-            return unwrap(predict_one(estimator, methods, rows))
-        result, elapsed = await anyio.to_thread.run_sync(timed_predict, estimator, methods, rows)
-        if len(rows) <= self.inline_max_rows:
-            previous = self.small_call_s.get(version.tag, elapsed)
-            self.small_call_s[version.tag] = 0.8 * previous + 0.2 * elapsed
-        return unwrap(result)
+            return unwrap(predict_one(self.estimators[version.tag], methods, rows))
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Result] = loop.create_future()
+        self.queue.append(((version.tag, methods, rows), future))
+        if self.drainer is None:
+            self.drainer = loop.create_task(self._drain())
+        return unwrap(await future)
+
+    async def _drain(self) -> None:
+        try:
+            while self.queue:
+                batch = self.queue[: self.max_batch_size]
+                del self.queue[: self.max_batch_size]
+                calls = [call for call, _ in batch]
+                try:
+                    results = await anyio.to_thread.run_sync(self._run, calls)
+                except Exception as exc:  # a bug of ours: fail these calls, keep serving
+                    for _, future in batch:
+                        if not future.done():
+                            future.set_exception(exc)
+                    continue
+                for (_, future), result in zip(batch, results, strict=True):
+                    if not future.done():  # the client may have gone away
+                        future.set_result(result)
+        finally:
+            self.drainer = None
+
+    def _run(self, calls: list[Call]) -> list[Result]:
+        """In the worker thread: one merged predict, timed when it was a lone small call."""
+        start = time.perf_counter()
+        results = predict_batch(self.estimators, calls)
+        if len(calls) == 1 and len(calls[0][2]) <= self.inline_max_rows:
+            tag, elapsed = calls[0][0], time.perf_counter() - start
+            previous = self.small_call_s.get(tag, elapsed)
+            self.small_call_s[tag] = 0.8 * previous + 0.2 * elapsed
+        if self.batch_sizes is not None:
+            self.batch_sizes.observe(len(calls))
+        return results
 
     async def ready(self) -> bool:
         return True
@@ -158,8 +209,15 @@ class RunnerClient:
     async def predict(
         self, version: ModelVersion, methods: tuple[str, ...], rows: Array
     ) -> dict[str, Array]:
+        call = [(version.tag, methods, rows)]
         try:
-            (result,) = await self.runner.to_async.run([(version.tag, methods, rows)])
+            try:
+                (result,) = await self.runner.to_async.run(call)
+            except aiohttp.ClientConnectionError:
+                # NOTE: the runner's server closes idle keep-alive connections; a call racing
+                # that close fails before it is read, so it is sent once more (predict has no
+                # side effects).
+                (result,) = await self.runner.to_async.run(call)
         except BentoMLException as exc:
             if exc.error_code == HTTPStatus.SERVICE_UNAVAILABLE:
                 raise Overloaded(

@@ -58,7 +58,7 @@ def build_dataplane(settings: Settings, runner: Any = None, *, bento: Any = None
     local = [
         v.tag for v in registry.all_versions() if settings.placement(v.name) is Placement.INPROCESS
     ]
-    inprocess = InProcess(load_estimators(local))
+    inprocess = InProcess(load_estimators(local), max_batch_size=settings.max_batch_size)
     executors: dict[str, Executor] = {}
     for name in registry.models:
         if settings.placement(name) is Placement.INPROCESS:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import hashlib
+import importlib.metadata
 import json
 import os
+import platform
 import shutil
 import subprocess
 import sys
@@ -46,9 +48,7 @@ def _run(
         check=False,
     )
     if proc.returncode != 0:
-        raise RuntimeError(
-            f"{' '.join(argv)} failed ({proc.returncode}):\n{proc.stderr[-3000:]}"
-        )
+        raise RuntimeError(f"{' '.join(argv)} failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
     return str(proc.stdout)
 
 
@@ -68,17 +68,13 @@ def ensure_load_tools() -> None:
 
 def ensure_mlserver_venv() -> Path:
     """bench/.venv-mlserver with the pinned MLServer; reinstalled when the pins change."""
-    digest = hashlib.sha256(
-        MLSERVER_REQS.read_bytes() + MLSERVER_LOCK.read_bytes()
-    ).hexdigest()
+    digest = hashlib.sha256(MLSERVER_REQS.read_bytes() + MLSERVER_LOCK.read_bytes()).hexdigest()
     stamp = MLSERVER_VENV / ".bench-stamp"
     mlserver = MLSERVER_VENV / "bin" / "mlserver"
     if mlserver.exists() and stamp.exists() and stamp.read_text() == digest:
         return mlserver
     log("creating bench/.venv-mlserver (MLServer 1.7.1), takes a few minutes")
-    base_python = (
-        shutil.which("python3.11") or shutil.which("python3") or sys.executable
-    )
+    base_python = shutil.which("python3.11") or shutil.which("python3") or sys.executable
     _run([base_python, "-m", "venv", "--clear", str(MLSERVER_VENV)], 300)
     pip = str(MLSERVER_VENV / "bin" / "pip")
     _run([pip, "install", "-q", "-r", str(MLSERVER_REQS)], 1200, cwd=BENCH_DIR)
@@ -115,9 +111,7 @@ def write_mlserver_repo(repo: Path, joblib_dir: Path) -> None:
         (model_dir / "model-settings.json").write_text(json.dumps(settings, indent=2))
 
 
-def write_mlserver_settings(
-    repo: Path, http_port: int, grpc_port: int, metrics_port: int
-) -> None:
+def write_mlserver_settings(repo: Path, http_port: int, grpc_port: int, metrics_port: int) -> None:
     """Default settings except ports and host, so nothing clashes or listens outside loopback."""
     settings = {
         "host": "127.0.0.1",
@@ -145,6 +139,43 @@ def payload_bytes(input_name: str, data: list[list[float]]) -> bytes:
                 "datatype": "FP64",
                 "data": data,
             }
-        ]
+        ],
+        # the same work on every server: MLServer and the ceiling return `predict` only
+        "outputs": [{"name": "predict"}],
     }
     return json.dumps(request, separators=(",", ":")).encode()
+
+
+def _output(argv: list[str]) -> str:
+    try:
+        proc = subprocess.run(argv, capture_output=True, text=True, timeout=60, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return ""
+    return proc.stdout.strip()
+
+
+def host_facts() -> dict[str, object]:
+    """Date-independent facts for the report header: CPU, nproc, kernel, versions."""
+    cpu = "unknown"
+    with open("/proc/cpuinfo", encoding="utf-8") as f:
+        for line in f:
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    probe = "import importlib.metadata as m; print(m.version('mlserver'))"
+    mlserver = _output([str(MLSERVER_VENV / "bin/python"), "-c", probe]) or "?"
+    tools = _output(["dpkg-query", "-W", "-f", "${Package} ${Version}, ", "wrk", "hey"])
+    versions = ", ".join(
+        [
+            f"bentoml {importlib.metadata.version('bentoml')}",
+            f"mlserver {mlserver}",
+            f"scikit-learn {importlib.metadata.version('scikit-learn')}",
+            tools.rstrip(", "),
+        ]
+    )
+    return {
+        "nproc": len(os.sched_getaffinity(0)),
+        "cpu_model": cpu,
+        "kernel": platform.release(),
+        "versions": versions,
+    }

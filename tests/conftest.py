@@ -39,21 +39,43 @@ class Store:
 
 @pytest.fixture(scope="session")
 def store() -> Iterator[Store]:
-    """Two iris versions (C=1.0, then a much weaker C=0.001), one diabetes, one text, and a
-    small forest (the slow model of the concurrency tests)."""
+    """Two iris versions (C=1.0, then a much weaker C=0.001), one diabetes, one text, and
+    ``slow``, an iris pipeline whose first step burns CPU (the concurrency tests)."""
     tags: dict[str, list[str]] = {}
     runs: list[tuple[str, dict[str, object]]] = [
         ("iris", {}),
         ("diabetes", {}),
         ("text", {}),
         ("iris", {"C": 0.001}),
-        ("forest", {"n_estimators": 60}),
     ]
     for name, params in runs:
         model = train.train(name, params, seed=0, test_size=0.2)
         tags.setdefault(name, []).append(str(model.tag))
+    tags["slow"] = [save_slow_model()]
     yield Store(_HOME, tags)
     shutil.rmtree(_HOME, ignore_errors=True)
+
+
+def save_slow_model() -> str:
+    """A real pipeline (CPU-burning step + logistic regression) saved like any user model."""
+    import bentoml
+    from sklearn.datasets import load_iris
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import FunctionTransformer
+
+    from adapters import infer_signature
+
+    from .slow_model import burn
+
+    X, y = load_iris(return_X_y=True)
+    pipeline = Pipeline([("burn", FunctionTransformer(burn)), ("clf", LogisticRegression(max_iter=1000))])
+    pipeline.fit(X, y)
+    signature = infer_signature(pipeline, X[:2])
+    saved = bentoml.sklearn.save_model(
+        "slow", pipeline, metadata={"signature": signature.to_dict()}
+    )
+    return str(saved.tag)
 
 
 def free_port() -> int:
@@ -130,7 +152,7 @@ def live(
     """The real server, once per placement, serving every model of the store."""
     log = tmp_path_factory.mktemp("serve") / f"{request.param}.log"
     env = {
-        "OIP_MODELS": "iris,diabetes,text,forest",
+        "OIP_MODELS": "iris,diabetes,text,slow",
         "OIP_PLACEMENT": request.param,
         "OIP_ACCESS_LOG": "0",
     }
