@@ -47,8 +47,8 @@ container: bento     ## container image from the Bento (BENTOML_CONTAINERIZE_BAC
 load: venv           ## locust against $(LOAD_URL) (starts a server if none answers); reports in results/load/
 	$(BIN)/python load_tests/run.py --url $(or $(LOAD_URL),http://127.0.0.1:3000)
 
-bench: venv          ## side-by-side benchmark vs MLServer and a bare Starlette ceiling
-	$(BIN)/python bench/run.py
+bench: venv          ## side-by-side vs MLServer 1.7.1 and a bare ceiling (~18 min; BENCH_ARGS=--quick ~3 min)
+	$(BIN)/python bench/run.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

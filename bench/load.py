@@ -28,6 +28,7 @@ end
 """
 
 _HEY_PCT = re.compile(r"^\s*(\d+)% in ([0-9.]+) secs", re.MULTILINE)
+_HEY_TOTAL = re.compile(r"Total:\s+([0-9.]+) secs")
 _HEY_RPS = re.compile(r"Requests/sec:\s+([0-9.]+)")
 _HEY_STATUS = re.compile(r"^\s*\[(\d{3})\]\s+(\d+) responses", re.MULTILINE)
 _HEY_ERRORS = re.compile(r"^\s*\[(\d+)\]\s+\S", re.MULTILINE)
@@ -71,23 +72,16 @@ def _run(argv: list[str], timeout_s: float) -> tuple[int, str]:
     except subprocess.TimeoutExpired as err:
         out = err.stdout if isinstance(err.stdout, str) else ""
         return -1, out + f"\n[timed out after {timeout_s:.0f} s]"
+    except OSError as err:  # e.g. wrk or hey not installed
+        return -1, f"[could not run {argv[0]}: {err}]"
     return proc.returncode, proc.stdout + proc.stderr
 
 
 def run_wrk(url: str, script: Path, connections: int, duration_s: float) -> LoadResult:
+    """wrk for `duration_s`, threads = min(2, connections), 10 s request timeout."""
     threads = min(2, connections)
-    argv = [
-        "wrk",
-        f"-t{threads}",
-        f"-c{connections}",
-        f"-d{duration_s:g}s",
-        "--timeout",
-        "10s",
-        "--latency",
-        "-s",
-        str(script),
-        url,
-    ]
+    opts = f"-t{threads} -c{connections} -d{duration_s:g}s --timeout 10s --latency"
+    argv = ["wrk", *opts.split(), "-s", str(script), url]
     code, out = _run(argv, timeout_s=duration_s + 30)
     res = LoadResult("wrk", connections, duration_s, raw=out)
     line = next((ln for ln in out.splitlines() if ln.startswith("BENCHJSON ")), None)
@@ -97,38 +91,22 @@ def run_wrk(url: str, script: Path, connections: int, duration_s: float) -> Load
     stats = json.loads(line.removeprefix("BENCHJSON "))
     res.requests = int(stats["requests"])
     rps = _WRK_RPS.search(out)
-    res.rps = (
-        float(rps.group(1)) if rps else res.requests / (stats["duration_us"] / 1e6)
-    )
+    res.rps = float(rps.group(1)) if rps else res.requests / (stats["duration_us"] / 1e6)
     res.p50_ms = stats["p50_us"] / 1000
     res.p99_ms = stats["p99_us"] / 1000
     non2xx = _WRK_NON2XX.search(out)
     res.non_2xx = int(non2xx.group(1)) if non2xx else int(stats["status_errors"])
-    res.socket_errors = sum(
-        int(stats[k]) for k in ("connect", "read", "write", "timeout")
-    )
+    res.socket_errors = sum(int(stats[k]) for k in ("connect", "read", "write", "timeout"))
     return res
 
 
-def run_hey(url: str, body: Path, connections: int, duration_s: float) -> LoadResult:
-    argv = [
-        "hey",
-        "-z",
-        f"{duration_s:g}s",
-        "-c",
-        str(connections),
-        "-t",
-        "10",
-        "-m",
-        "POST",
-        "-T",
-        "application/json",
-        "-D",
-        str(body),
-        url,
-    ]
-    code, out = _run(argv, timeout_s=duration_s + 30)
-    res = LoadResult("hey", connections, duration_s, raw=out)
+def run_hey(url: str, body: Path, connections: int, requests: int, timeout_s: float) -> LoadResult:
+    """hey sending `requests` POSTs over `connections` workers (keep-alive on)."""
+    opts = f"-n {max(requests, connections)} -c {connections} -t 10 -m POST"
+    argv = ["hey", *opts.split(), "-T", "application/json", "-D", str(body), url]
+    code, out = _run(argv, timeout_s=timeout_s)
+    total = _HEY_TOTAL.search(out)
+    res = LoadResult("hey", connections, float(total.group(1)) if total else 0.0, raw=out)
     rps = _HEY_RPS.search(out)
     if code != 0 or rps is None:
         res.error = f"hey exit {code}"

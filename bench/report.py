@@ -16,7 +16,7 @@ def _median(values: Iterable[float | None]) -> float | None:
 
 
 def _fmt(value: float | None, digits: int = 2) -> str:
-    return "–" if value is None else f"{value:,.{digits}f}"
+    return "n/a" if value is None else f"{value:,.{digits}f}"
 
 
 def _ratio(num: float | None, den: float | None) -> float | None:
@@ -65,9 +65,7 @@ def aggregate_launches(launches: list[dict[str, Any]]) -> dict[str, dict[str, An
             "idle_rss": _median(r["idle"]["rss_mib"] for r in ok),
             "idle_pss": _median(r["idle"]["pss_mib"] for r in ok),
             "processes": _median(r["idle"]["processes"] for r in ok),
-            "loaded_rss": _median(
-                r["after_load"]["rss_mib"] for r in ok if r.get("after_load")
-            ),
+            "loaded_rss": _median(r["after_load"]["rss_mib"] for r in ok if r.get("after_load")),
             "errors": [r["error"] for r in runs if r.get("error")],
         }
     return out

@@ -16,7 +16,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -50,18 +50,29 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def _stat_fields(pid: int) -> list[str] | None:
+    """/proc/PID/stat fields after the command name (which may hold spaces and ')')."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as f:
+            stat = f.read()
+    except OSError:
+        return None
+    return stat[stat.rfind(")") + 2 :].split()
+
+
+def _start_time(pid: int) -> str | None:
+    fields = _stat_fields(pid)
+    return fields[19] if fields else None  # field 22 of stat: starttime
+
+
 def _children_map() -> dict[int, list[int]]:
     children: dict[int, list[int]] = {}
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
-        try:
-            with open(f"/proc/{entry}/stat", encoding="ascii", errors="replace") as f:
-                stat = f.read()
-        except OSError:
+        fields = _stat_fields(int(entry))
+        if fields is None:
             continue
-        # The command name may contain spaces and parentheses: split after the last ')'.
-        fields = stat[stat.rfind(")") + 2 :].split()
         children.setdefault(int(fields[1]), []).append(int(entry))
     return children
 
@@ -132,9 +143,7 @@ def _wait_ready(proc: subprocess.Popen[bytes], url: str, timeout_s: float) -> No
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError(
-                f"server exited with code {proc.returncode} before ready"
-            )
+            raise RuntimeError(f"server exited with code {proc.returncode} before ready")
         try:
             status, _ = http_get(url, timeout=1.0)
             if status == 200:
@@ -147,34 +156,23 @@ def _wait_ready(proc: subprocess.Popen[bytes], url: str, timeout_s: float) -> No
 
 def stop(proc: subprocess.Popen[bytes], grace_s: float = 15.0) -> None:
     """SIGTERM the process group, then SIGKILL whatever of the tree is left."""
-    tree = process_tree(proc.pid) if proc.poll() is None else []
-    try:
+    tree = {pid: _start_time(pid) for pid in process_tree(proc.pid)} if proc.poll() is None else {}
+    with suppress(ProcessLookupError):
         os.killpg(proc.pid, signal.SIGTERM)
-    except ProcessLookupError:
-        pass
-    try:
+    with suppress(subprocess.TimeoutExpired):
         proc.wait(timeout=grace_s)
-    except subprocess.TimeoutExpired:
-        pass
-    try:
+    with suppress(ProcessLookupError):
         os.killpg(proc.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-    for pid in tree:
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-    try:
+    for pid, started in tree.items():  # descendants that left the process group
+        if started is not None and _start_time(pid) == started:  # not a reused pid
+            with suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+    with suppress(subprocess.TimeoutExpired):
         proc.wait(timeout=5.0)
-    except subprocess.TimeoutExpired:
-        pass
 
 
 @contextmanager
-def launched(
-    spec: ServerSpec, log_path: Path, ready_timeout_s: float
-) -> Iterator[RunningServer]:
+def launched(spec: ServerSpec, log_path: Path, ready_timeout_s: float) -> Iterator[RunningServer]:
     """Start `spec`, wait for /v2/health/ready, yield it, and always stop it."""
     port = free_port()
     argv = [a.replace("{port}", str(port)) for a in spec.argv]
