@@ -109,13 +109,18 @@ def error_response(message: str, status_code: int) -> Response:
     )
 
 
-async def handle_oip_error(request: Request, exc: Exception) -> Response:
-    """Turn any :class:`OIPError` into ``{"error": ...}`` with its status."""
-    assert isinstance(exc, OIPError)
+def oip_error_response(request: Request, exc: OIPError) -> Response:
+    """``{"error": ...}`` with the error's status; our own 500s are logged and kept opaque."""
     if exc.status_code == 500 and not isinstance(exc, InternalError):
         logger.error("internal error on %s %s: %s", request.method, request.url.path, exc)
         return error_response("Internal server error", exc.status_code)
     return error_response(exc.message, exc.status_code)
+
+
+async def handle_oip_error(request: Request, exc: Exception) -> Response:
+    """Starlette's handler for any :class:`OIPError` that reaches the app."""
+    assert isinstance(exc, OIPError)
+    return oip_error_response(request, exc)
 
 
 async def handle_http_exception(request: Request, exc: Exception) -> Response:

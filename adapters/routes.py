@@ -30,6 +30,7 @@ from .errors import (
     NotReady,
     OIPError,
     RouteNotFound,
+    oip_error_response,
 )
 
 logger = logging.getLogger(__name__)
@@ -94,9 +95,7 @@ async def unknown_route(request: Request) -> Response:
     BentoML's plain-text 404), so the V2 namespace is claimed explicitly by this last route.
     """
     path = request.url.path
-    routes = [
-        r for r in request.app.routes if isinstance(r, Route) and r.endpoint is not unknown_route
-    ]
+    routes = [r for r in request.app.routes if isinstance(r, Route) and r.path != CATCH_ALL]
     if any(r.path_regex.match(path) for r in routes):
         raise MethodNotAllowed(f"method {request.method} is not allowed on {path}")
     raise RouteNotFound(f"no V2 route {path}")
@@ -120,21 +119,27 @@ MODEL_PREFIXES = (
 
 
 def guarded(endpoint: Endpoint) -> Endpoint:
-    """Turn any unexpected exception into an :class:`InternalError`, logged with its traceback.
+    """Answer every error of a route right here, in the V2 shape.
 
-    NOTE: an exception that reaches Starlette's outermost error middleware is answered with 500
-    and then re-raised to the server, which closes the keep-alive connection; handled here, the
-    connection stays usable.
+    :class:`OIPError` becomes its status and message; any other exception is logged with its
+    traceback and answered with an opaque 500.
+
+    NOTE: answering here rather than in Starlette's app-level middlewares keeps two things true:
+    an exception that reached Starlette's outermost error middleware would be re-raised to the
+    server, which closes the keep-alive connection; and the fast lane
+    (:mod:`adapters.gateway`) calls the router directly, past those middlewares.
     """
 
     async def run(request: Request) -> Response:
         try:
             return await endpoint(request)
-        except (OIPError, HTTPException):
+        except OIPError as exc:
+            return oip_error_response(request, exc)
+        except HTTPException:
             raise
-        except Exception as exc:
+        except Exception:
             logger.exception("unhandled error on %s %s", request.method, request.url.path)
-            raise InternalError() from exc
+            return oip_error_response(request, InternalError())
 
     return run
 
@@ -149,5 +154,5 @@ def build_app() -> Starlette:
     routes += [
         Route(path, guarded(endpoint), methods=[verb]) for path, verb, endpoint in SERVER_ROUTES
     ]
-    routes.append(Route(CATCH_ALL, unknown_route, methods=ALL_METHODS))
+    routes.append(Route(CATCH_ALL, guarded(unknown_route), methods=ALL_METHODS))
     return Starlette(routes=routes, exception_handlers=dict(EXCEPTION_HANDLERS))
