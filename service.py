@@ -7,6 +7,7 @@ referenced on the gateway, so ``bentoml build`` packs exactly the versions the s
 
 from __future__ import annotations
 
+import gc
 from typing import Any
 
 import bentoml
@@ -85,6 +86,7 @@ class Gateway:
 
     def __init__(self) -> None:
         app.state.dataplane = build_dataplane(settings, self.runner, bento=Gateway.bento)
+        gc.freeze()  # what start-up loaded is never garbage: keep it out of every collection
 
 
 Gateway.fast_lane = settings.fast_lane

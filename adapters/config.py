@@ -18,7 +18,7 @@ OIP_MAX_BATCH_SIZE     adaptive batching: most requests       ``64``
 OIP_MAX_LATENCY_MS     adaptive batching: a call expected to  ``10000``
                        wait longer is refused (503)
 OIP_SERVER_NAME        ``name`` in ``GET /v2``                ``bentoml-oip-sklearn``
-OIP_ACCESS_LOG         one log line per request (``0``/``1``)  ``1``
+OIP_ACCESS_LOG         one log line per request (``0``/``1``)  ``0``
 OIP_TRACING            OpenTelemetry spans for V2 routes      ``0``
                        (``0``/``1``; needs OIP_FAST_LANE=0)
 OIP_FAST_LANE          V2 requests skip BentoML's per-request ``1``
@@ -71,7 +71,7 @@ class Settings:
     max_batch_size: int = 64
     max_latency_ms: int = 10000
     server_name: str = "bentoml-oip-sklearn"
-    access_log: bool = True
+    access_log: bool = False
     tracing: bool = False
     fast_lane: bool = True
 
@@ -88,7 +88,7 @@ class Settings:
             max_batch_size=int(env.get("OIP_MAX_BATCH_SIZE", "64")),
             max_latency_ms=int(env.get("OIP_MAX_LATENCY_MS", "10000")),
             server_name=env.get("OIP_SERVER_NAME", "bentoml-oip-sklearn"),
-            access_log=_flag(env.get("OIP_ACCESS_LOG", "1")),
+            access_log=_flag(env.get("OIP_ACCESS_LOG", "0")),
             tracing=_flag(env.get("OIP_TRACING", "0")),
             fast_lane=_flag(env.get("OIP_FAST_LANE", "1")),
         )

@@ -146,7 +146,7 @@ class GatewayService(Service[Any]):  # type: ignore[misc]  # bentoml ships no ty
     """
 
     fast_lane: bool = True
-    log_access: bool = True
+    log_access: bool = False
 
     def to_asgi(self, is_main: bool = True) -> Any:
         app = super().to_asgi(is_main=is_main)

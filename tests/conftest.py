@@ -69,7 +69,9 @@ def save_slow_model() -> str:
     from .slow_model import burn
 
     X, y = load_iris(return_X_y=True)
-    pipeline = Pipeline([("burn", FunctionTransformer(burn)), ("clf", LogisticRegression(max_iter=1000))])
+    pipeline = Pipeline(
+        [("burn", FunctionTransformer(burn)), ("clf", LogisticRegression(max_iter=1000))]
+    )
     pipeline.fit(X, y)
     signature = infer_signature(pipeline, X[:2])
     saved = bentoml.sklearn.save_model(

@@ -12,7 +12,7 @@ def test_defaults() -> None:
     assert settings.models == DEFAULT_MODELS
     assert settings.placement("iris") is Placement.INPROCESS
     assert settings.default_version("iris") == "latest"
-    assert settings.access_log is True
+    assert settings.access_log is False
 
 
 def test_per_model_placement_and_default_version() -> None:
@@ -21,7 +21,7 @@ def test_per_model_placement_and_default_version() -> None:
             "OIP_MODELS": " iris, text ,forest",
             "OIP_PLACEMENT": "runner,text=inprocess",
             "OIP_DEFAULT_VERSION": "iris=best",
-            "OIP_ACCESS_LOG": "off",
+            "OIP_ACCESS_LOG": "1",
         }
     )
     assert settings.models == ("iris", "text", "forest")
@@ -29,7 +29,7 @@ def test_per_model_placement_and_default_version() -> None:
     assert settings.models_in(Placement.INPROCESS) == ("text",)
     assert settings.default_version("iris") == "best"
     assert settings.default_version("text") == "latest"
-    assert settings.access_log is False
+    assert settings.access_log is True
 
 
 def test_misspelt_placement_fails_at_start_up() -> None:
