@@ -31,6 +31,7 @@ import logging
 import time
 from typing import Any
 
+import prometheus_client
 from _bentoml_sdk.service.factory import Service
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -52,26 +53,33 @@ def route_of(path: str) -> tuple[str, str]:
 
 
 class RequestMetrics:
-    """Request count and latency of V2 routes on ``/metrics`` (BentoML's registry)."""
+    """Request count and latency of V2 routes on ``/metrics``.
+
+    BentoML serves ``/metrics`` from the prometheus_client multiprocess directory it sets up for
+    its workers, so a plain prometheus_client metric shows up there.
+    """
+
+    _histogram: Any = None  # one per process: prometheus_client refuses a second registration
 
     def __init__(self) -> None:
-        import bentoml
-
-        self.duration = bentoml.metrics.Histogram(
-            name="oip_request_duration_seconds",
-            documentation="V2 request latency, by endpoint, model and status",
-            labelnames=["endpoint", "model", "status"],
-            buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
-        )
-
+        if RequestMetrics._histogram is None:
+            RequestMetrics._histogram = prometheus_client.Histogram(
+                name="oip_request_duration_seconds",
+                documentation="V2 request latency, by endpoint, model and status",
+                labelnames=["endpoint", "model", "status"],
+                buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+            )
+        self.duration = RequestMetrics._histogram
         self.children: dict[tuple[str, int], Any] = {}  # labelled series, by (path, status)
 
     def observe(self, path: str, status: int, seconds: float) -> None:
         child = self.children.get((path, status))
         if child is None:
             endpoint, model = route_of(path)
+            if status == 404:  # model names come from clients: unknown ones share one series
+                model = ""
             child = self.duration.labels(endpoint=endpoint, model=model, status=str(status))
-            if len(self.children) < 10_000:  # paths come from clients: bound the cache
+            if len(self.children) < 10_000:  # bound the cache too
                 self.children[(path, status)] = child
         child.observe(seconds)
 

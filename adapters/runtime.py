@@ -106,9 +106,9 @@ def batch_size_histogram() -> Any:
     (the runner's counterpart is BentoML's ``bentoml_service_adaptive_batch_size``)."""
     global _BATCH_SIZES
     if _BATCH_SIZES is None:
-        import bentoml
+        import prometheus_client
 
-        _BATCH_SIZES = bentoml.metrics.Histogram(
+        _BATCH_SIZES = prometheus_client.Histogram(
             name="oip_inprocess_batch_size",
             documentation="Requests merged into one in-process predict call",
             buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256),

@@ -40,7 +40,10 @@ def test_server_routes(live: LiveServer) -> None:
         # BentoML's own probes and metrics stay available beside the V2 routes
         assert c.get("/livez").status_code == 200
         assert c.get("/readyz").status_code == 200
-        assert "bentoml" in c.get("/metrics").text
+        metrics = c.get("/metrics").text
+        assert "bentoml" in metrics
+        # the fast lane's own request metrics for the V2 calls above
+        assert 'oip_request_duration_seconds_count{endpoint="health"' in metrics
 
 
 def test_model_metadata_and_ready(live: LiveServer, store: Store) -> None:
