@@ -1,7 +1,7 @@
 """Model execution: where ``predict`` runs, for each placement.
 
-* :class:`InProcess` runs the estimator in the gateway process, in a worker thread so that a
-  slow predict never blocks the event loop (health and metadata keep answering).
+* :class:`InProcess` runs the estimator in the gateway process: quick small calls inline, the
+  rest merged and run by one worker thread, so a slow predict never blocks the event loop.
 * :class:`RunnerClient` sends the call to the runner service (a BentoML dependency whose
   batchable API merges concurrent calls); the runner executes them with :func:`predict_batch`.
 
@@ -82,7 +82,8 @@ def predict_batch(estimators: dict[str, Any], calls: Sequence[Call]) -> list[Res
         split = {m: np.split(merged[m], bounds) for m in methods}
         for position, i in enumerate(indices):
             results[i] = {m: split[m][position] for m in methods}
-    return [r for r in results if r is not None]
+    assert all(r is not None for r in results)  # every call belongs to exactly one group
+    return results  # type: ignore[return-value]
 
 
 def unwrap(result: Result) -> dict[str, Array]:
@@ -191,8 +192,7 @@ class InProcess:
             tag, elapsed = calls[0][0], time.perf_counter() - start
             previous = self.small_call_s.get(tag, elapsed)
             self.small_call_s[tag] = 0.8 * previous + 0.2 * elapsed
-        if self.batch_sizes is not None:
-            self.batch_sizes.observe(len(calls))
+        self.batch_sizes.observe(len(calls))
         return results
 
     async def ready(self) -> bool:

@@ -59,14 +59,15 @@ def build_dataplane(settings: Settings, runner: Any = None, *, bento: Any = None
         v.tag for v in registry.all_versions() if settings.placement(v.name) is Placement.INPROCESS
     ]
     inprocess = InProcess(load_estimators(local), max_batch_size=settings.max_batch_size)
+    remote = RunnerClient(runner) if runner is not None else None
     executors: dict[str, Executor] = {}
     for name in registry.models:
         if settings.placement(name) is Placement.INPROCESS:
             executors[name] = inprocess
-        elif runner is None:
+        elif remote is None:
             raise ValueError(f"model '{name}' is placed on the runner but no runner is running")
         else:
-            executors[name] = RunnerClient(runner)
+            executors[name] = remote
     return DataPlane(
         registry, executors, server_name=settings.server_name, server_version=__version__
     )
