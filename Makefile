@@ -8,7 +8,7 @@ PORT   ?= 3000
 BENTO  ?= oip-sklearn:latest
 BACKEND ?= $(or $(BENTOML_CONTAINERIZE_BACKEND),docker)
 
-.PHONY: venv train train-if-empty serve test lint format bento container bench load clean
+.PHONY: venv train train-if-empty serve test test-fast lint format bento container bench load clean
 
 venv: $(VENV)/.installed
 
@@ -29,10 +29,13 @@ serve: train-if-empty   ## set up, train if the store is empty, serve V2 on $(HO
 test: venv           ## the whole test suite (what CI runs)
 	$(BIN)/python -m pytest
 
+test-fast: venv      ## everything but the e2e tests (no `bentoml serve` subprocesses)
+	$(BIN)/python -m pytest -m "not e2e"
+
 lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy adapters
+	$(BIN)/mypy adapters service.py train.py liveserver.py
 
 format: venv
 	$(BIN)/ruff check --fix .

@@ -26,9 +26,14 @@ from adapters.gateway import GatewayService
 settings = Settings.from_env()
 app = build_app()
 SERVICE_CONFIG: dict[str, Any] = {
-    "traffic": {"timeout": 60},
+    "traffic": {"timeout": settings.request_timeout_s},
     "logging": {"access": {"enabled": settings.access_log}},
 }
+
+
+def service_of(decorated: object) -> Any:
+    """The ``bentoml.Service`` a decorated class became (type checkers still see the class)."""
+    return decorated
 
 
 def untraced(paths: str) -> dict[str, Any]:
@@ -54,7 +59,7 @@ class ModelRunner:
     """Runs predict for the models placed on the runner; concurrent calls merge into batches."""
 
     def __init__(self) -> None:
-        self.estimators = runner_estimators(settings, bento=ModelRunner.bento)
+        self.estimators = runner_estimators(settings, bento=service_of(ModelRunner).bento)
 
     @bentoml.api(
         batchable=True,
@@ -85,10 +90,11 @@ class Gateway:
     runner = bentoml.depends(ModelRunner) if settings.models_in(Placement.RUNNER) else None
 
     def __init__(self) -> None:
-        app.state.dataplane = build_dataplane(settings, self.runner, bento=Gateway.bento)
+        bento = service_of(Gateway).bento
+        app.state.dataplane = build_dataplane(settings, self.runner, bento=bento)
         gc.freeze()  # what start-up loaded is never garbage: keep it out of every collection
 
 
-Gateway.fast_lane = settings.fast_lane
-Gateway.log_access = settings.access_log
-Gateway.models.extend(bentoml.models.BentoModel(tag) for tag in stored_tags(settings))
+if settings.fast_lane:
+    service_of(Gateway).use_fast_lane(app, log_access=settings.access_log)
+service_of(Gateway).models.extend(bentoml.models.BentoModel(tag) for tag in stored_tags(settings))

@@ -38,6 +38,7 @@ from sklearn.model_selection import train_test_split
 from sklearn.pipeline import Pipeline
 
 from adapters import Settings, infer_signature
+from adapters.codecs import Array
 from adapters.registry import stored_versions
 
 TEXT_DATA = Path(__file__).parent / "data" / "ml_projects.csv"
@@ -47,23 +48,23 @@ TEXT_DATA = Path(__file__).parent / "data" / "ml_projects.csv"
 class Recipe:
     """How to train one default model."""
 
-    load: Callable[[], tuple[np.ndarray, np.ndarray, str]]  # X, y, dataset source
+    load: Callable[[], tuple[Array, Array, str]]  # X, y, dataset source
     build: Callable[[], Any]
     task: str  # classification | regression
     input_name: str = "input-0"
 
 
-def _iris() -> tuple[np.ndarray, np.ndarray, str]:
+def _iris() -> tuple[Array, Array, str]:
     X, y = load_iris(return_X_y=True)
     return X, y, "sklearn.datasets.load_iris"
 
 
-def _diabetes() -> tuple[np.ndarray, np.ndarray, str]:
+def _diabetes() -> tuple[Array, Array, str]:
     X, y = load_diabetes(return_X_y=True)
     return X, y, "sklearn.datasets.load_diabetes"
 
 
-def _forest_data() -> tuple[np.ndarray, np.ndarray, str]:
+def _forest_data() -> tuple[Array, Array, str]:
     X, y = make_classification(n_samples=5000, n_features=20, random_state=0)
     return (
         X,
@@ -72,7 +73,7 @@ def _forest_data() -> tuple[np.ndarray, np.ndarray, str]:
     )
 
 
-def _text() -> tuple[np.ndarray, np.ndarray, str]:
+def _text() -> tuple[Array, Array, str]:
     with TEXT_DATA.open(newline="", encoding="utf-8") as f:
         rows = list(csv.DictReader(f))
     X = np.array([r["text"] for r in rows], dtype=object)
@@ -107,7 +108,7 @@ SELECTION = {
 }
 
 
-def evaluate(task: str, y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, float]:
+def evaluate(task: str, y_true: Array, y_pred: Array) -> dict[str, float]:
     """Held-out metrics; the selection metric of the task is among them."""
     if task == "classification":
         return {
@@ -152,7 +153,7 @@ def train(name: str, params: dict[str, Any], *, seed: int, test_size: float) -> 
     metrics = evaluate(recipe.task, y_test, estimator.predict(X_test))
     final = estimator[-1] if isinstance(estimator, Pipeline) else estimator
     signature = infer_signature(estimator, X_test[:2], input_name=recipe.input_name)
-    return bentoml.sklearn.save_model(
+    saved: bentoml.Model = bentoml.sklearn.save_model(
         name,
         estimator,
         signatures={m: {"batchable": True, "batch_dim": 0} for m in signature.output_names},
@@ -182,6 +183,7 @@ def train(name: str, params: dict[str, Any], *, seed: int, test_size: float) -> 
             ),
         },
     )
+    return saved
 
 
 def _takes_seed(estimator: Any) -> bool:
@@ -240,7 +242,7 @@ def main(argv: list[str] | None = None) -> int:
         except (ValueError, TypeError) as exc:
             print(f"{name}: training failed: {exc}", file=sys.stderr)
             return 2
-        print(f"{model.tag}  {model.info.metadata['metrics']}")
+        print(f"{model.tag!s}  {model.info.metadata['metrics']!s}")
     return 0
 
 

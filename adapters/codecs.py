@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from .errors import InvalidTensor
+from .errors import InvalidTensor, ModelOutputError
 from .schemas import Datatype
 
 Array = NDArray[Any]
@@ -36,6 +36,9 @@ DATATYPE_TO_DTYPE: dict[Datatype, np.dtype[Any]] = {
 }
 DTYPE_TO_DATATYPE: dict[np.dtype[Any], Datatype] = {v: k for k, v in DATATYPE_TO_DTYPE.items()}
 
+MAX_RANK = 32
+"""Most dimensions a tensor may have (numpy's own limit is 64; no model takes more than a few)."""
+
 # NOTE: numpy keeps text as fixed-width unicode ("U") or bytes ("S") arrays; on the wire both
 # are BYTES, like object arrays of str.
 _TEXT_KINDS = frozenset("USO")
@@ -46,13 +49,18 @@ _ACCEPTED_KINDS = {"b": "b", "u": "biuf", "i": "biuf", "f": "biuf"}
 
 
 def datatype_of(array: Array) -> Datatype:
-    """The V2 datatype of a numpy array (text arrays are BYTES)."""
+    """The V2 datatype of a numpy array the server produced (text arrays are BYTES).
+
+    Raises:
+        ModelOutputError: the dtype has no V2 datatype (e.g. complex, datetime): a fault of the
+            model, never of the request, so it is a logged 500.
+    """
     if array.dtype.kind in _TEXT_KINDS:
         return Datatype.BYTES
     try:
         return DTYPE_TO_DATATYPE[array.dtype]
     except KeyError:
-        raise InvalidTensor(f"numpy dtype {array.dtype} has no V2 datatype") from None
+        raise ModelOutputError(f"numpy dtype {array.dtype} has no V2 datatype") from None
 
 
 def decode_tensor(name: str, datatype: Datatype, shape: list[int], data: Any) -> Array:
@@ -64,6 +72,8 @@ def decode_tensor(name: str, datatype: Datatype, shape: list[int], data: Any) ->
     """
     if any(isinstance(d, bool) or not isinstance(d, int) or d < 0 for d in shape):
         raise InvalidTensor(f"input '{name}': shape {shape} must be non-negative integers")
+    if len(shape) > MAX_RANK:
+        raise InvalidTensor(f"input '{name}': {len(shape)} dimensions, at most {MAX_RANK}")
     if not isinstance(data, list):
         raise InvalidTensor(f"input '{name}': data must be a JSON array")
     expected = math.prod(shape)
@@ -82,7 +92,10 @@ def decode_tensor(name: str, datatype: Datatype, shape: list[int], data: Any) ->
     elif DATATYPE_TO_DTYPE[datatype].kind in "iu" and array.dtype.kind in "fO":
         array = _exact_integers(name, datatype, data)
     else:
-        array = _cast(name, datatype, array)
+        accepted = _ACCEPTED_KINDS[DATATYPE_TO_DTYPE[datatype].kind]
+        if array.size and array.dtype.kind not in accepted:
+            raise InvalidTensor(f"input '{name}': {datatype.value} data has non-numeric elements")
+        array = cast_exact(name, array, DATATYPE_TO_DTYPE[datatype])
     return array.reshape(shape)
 
 
@@ -119,31 +132,51 @@ def _exact_integers(name: str, datatype: Datatype, data: list[Any]) -> Array:
     return np.array(exact, dtype=DATATYPE_TO_DTYPE[datatype])
 
 
-def _cast(name: str, datatype: Datatype, array: Array) -> Array:
-    """Cast the inferred array to the datatype's dtype, refusing values that would change."""
-    target = DATATYPE_TO_DTYPE[datatype]
+def cast_exact(name: str, array: Array, target: np.dtype[Any]) -> Array:
+    """Cast ``array`` to ``target``, refusing every value the cast would change.
+
+    Refused: out-of-range or fractional values for an integer dtype, values beyond the range of
+    a narrower float (1e300 to FP32 would silently become ``inf``), non-booleans for BOOL. Used
+    for the JSON values of a tensor and again for a tensor cast to the dtype its model takes.
+
+    Raises:
+        InvalidTensor: naming the input and the datatype.
+    """
+    if array.dtype == target:
+        return array
+    label = DTYPE_TO_DATATYPE[target].value
     if array.size == 0:
         return array.astype(target)
-    if array.dtype.kind not in _ACCEPTED_KINDS[target.kind]:
-        raise InvalidTensor(f"input '{name}': {datatype.value} data has non-numeric elements")
-    if target.kind == "b":
-        return array
+    if target.kind == "b" or array.dtype.kind not in "biuf":
+        raise InvalidTensor(f"input '{name}': {label} data has elements of another kind")
     if target.kind in "iu":
+        if array.dtype.kind == "f" and not (
+            np.isfinite(array).all() and (np.trunc(array) == array).all()
+        ):
+            raise InvalidTensor(f"input '{name}': {label} data has non-integer values")
         info = np.iinfo(target)
-        if array.min() < info.min or array.max() > info.max:
+        # NOTE: ``max + 1`` is a power of two, exact as a float too (``max`` itself is not)
+        if array.min() < info.min or array.max() >= info.max + 1:
             raise InvalidTensor(
-                f"input '{name}': {datatype.value} values must lie in [{info.min}, {info.max}]"
+                f"input '{name}': {label} values must lie in [{info.min}, {info.max}]"
             )
-    return array.astype(target, copy=False)
+        return array.astype(target)
+    with np.errstate(over="raise"):
+        try:
+            return array.astype(target)
+        except FloatingPointError:
+            raise InvalidTensor(
+                f"input '{name}': values exceed the range of {label} "
+                f"(largest {float(np.finfo(target).max):g})"
+            ) from None
 
 
-def encode_tensor(name: str, array: Array) -> dict[str, Any]:
-    """A ``$response_output`` dict for a numpy array.
+def encode_tensor(name: str, datatype: Datatype, array: Array) -> dict[str, Any]:
+    """A JSON ``$response_output`` dict for an output array of the given datatype.
 
     Numeric ``data`` stays a flat numpy array: orjson writes it natively
     (``OPT_SERIALIZE_NUMPY``) without building a Python list first.
     """
-    datatype = datatype_of(array)
     if datatype is Datatype.BYTES:
         data: Any = [_text(item) for item in array.ravel().tolist()]
     else:

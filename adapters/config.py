@@ -21,8 +21,11 @@ OIP_SERVER_NAME        ``name`` in ``GET /v2``                ``bentoml-oip-skle
 OIP_ACCESS_LOG         one log line per request (``0``/``1``)  ``0``
 OIP_TRACING            OpenTelemetry spans for V2 routes      ``0``
                        (``0``/``1``; needs OIP_FAST_LANE=0)
+OIP_REQUEST_TIMEOUT_S  deadline of one request (s): past it,  ``60``
+                       504 ``{"error"}``, its predict dropped
 OIP_FAST_LANE          V2 requests skip BentoML's per-request ``1``
-                       middlewares (``adapters/fastlane.py``)
+                       middlewares (``adapters/gateway.py``
+                       lists each one and its stand-in)
 =====================  =====================================  =================================
 """
 
@@ -30,10 +33,12 @@ from __future__ import annotations
 
 import enum
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 DEFAULT_MODELS = ("iris", "diabetes", "text")
+N = TypeVar("N", int, float)
 
 
 class Placement(enum.StrEnum):
@@ -59,6 +64,20 @@ def _flag(value: str) -> bool:
     return value.strip().lower() not in ("0", "false", "no", "off", "")
 
 
+def _number(env: Mapping[str, str], name: str, default: N, kind: Callable[[str], N]) -> N:
+    """A positive number from ``env[name]``; a bad value fails naming the variable."""
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = kind(raw)
+    except ValueError:
+        value = None
+    if value is None or not value > 0:
+        raise ValueError(f"{name}: {raw!r} is not a positive {kind.__name__}")
+    return value
+
+
 @dataclass(frozen=True)
 class Settings:
     """Everything that decides what is served and how."""
@@ -74,6 +93,7 @@ class Settings:
     access_log: bool = False
     tracing: bool = False
     fast_lane: bool = True
+    request_timeout_s: float = 60.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -83,10 +103,11 @@ class Settings:
             models=models or DEFAULT_MODELS,
             placements=parse_per_model(env.get("OIP_PLACEMENT", ""), "inprocess"),
             default_versions=parse_per_model(env.get("OIP_DEFAULT_VERSION", ""), "latest"),
-            workers=int(env.get("OIP_WORKERS", "1")),
-            runner_workers=int(env.get("OIP_RUNNER_WORKERS", "1")),
-            max_batch_size=int(env.get("OIP_MAX_BATCH_SIZE", "64")),
-            max_latency_ms=int(env.get("OIP_MAX_LATENCY_MS", "10000")),
+            workers=_number(env, "OIP_WORKERS", 1, int),
+            runner_workers=_number(env, "OIP_RUNNER_WORKERS", 1, int),
+            max_batch_size=_number(env, "OIP_MAX_BATCH_SIZE", 64, int),
+            max_latency_ms=_number(env, "OIP_MAX_LATENCY_MS", 10000, int),
+            request_timeout_s=_number(env, "OIP_REQUEST_TIMEOUT_S", 60.0, float),
             server_name=env.get("OIP_SERVER_NAME", "bentoml-oip-sklearn"),
             access_log=_flag(env.get("OIP_ACCESS_LOG", "0")),
             tracing=_flag(env.get("OIP_TRACING", "0")),

@@ -1,8 +1,10 @@
-"""The data plane: what every V2 route means, independent of HTTP.
+"""The data plane: what every V2 operation means, whatever the transport.
 
-Routes hand their path parameters and body here; this module resolves the model version in the
-registry, checks the request against the model's signature, decodes tensors with the codecs,
-runs the model through its executor and builds the response.
+A transport (the REST routes today) decodes its wire format into an
+:class:`~adapters.messages.InferRequest` and writes back the
+:class:`~adapters.messages.InferResponse`; everything in between happens here, once: resolve the
+model version in the registry, check each input tensor against the model's signature, pick the
+outputs, run the model through its executor, and label the outputs with their datatypes.
 """
 
 from __future__ import annotations
@@ -10,13 +12,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from pydantic import ValidationError
-
-from .codecs import DATATYPE_TO_DTYPE, Array, decode_tensor, encode_tensor
-from .errors import InputMismatch, InvalidJSON, InvalidTensor, UnknownOutput, Unsupported
+from .codecs import DATATYPE_TO_DTYPE, Array, cast_exact, datatype_of
+from .errors import InputMismatch, InvalidTensor, UnknownOutput, Unsupported
+from .messages import InferRequest, InferResponse, RequestedOutput, Tensor
 from .registry import ModelVersion, Registry
 from .runtime import Executor
-from .schemas import Datatype, InferenceRequest, RequestInput
+from .schemas import Datatype
 from .signature import TensorSpec
 
 
@@ -30,10 +31,12 @@ class DataPlane:
         *,
         server_name: str,
         server_version: str,
+        request_timeout_s: float = 60.0,
     ) -> None:
         self.registry = registry
         self.executors = executors  # by model name
         self.server = {"name": server_name, "version": server_version, "extensions": []}
+        self.request_timeout_s = request_timeout_s
 
     def server_metadata(self) -> dict[str, Any]:
         return self.server
@@ -63,49 +66,19 @@ class DataPlane:
             "properties": properties,
         }
 
-    async def infer(self, name: str, version: str | None, body: bytes) -> dict[str, Any]:
-        """Run one inference request (the raw JSON body) and build the response."""
-        resolved = self.registry.resolve(name, version)
-        request = parse_request(body)
-        rows = decode_inputs(resolved, request.inputs)
-        methods = requested_outputs(resolved, request)
+    async def infer(self, request: InferRequest) -> InferResponse:
+        """Run one decoded inference request on the version it resolves to."""
+        name = request.model_name
+        resolved = self.registry.resolve(name, request.model_version)
+        rows = model_input(resolved, request.inputs)
+        methods = requested_outputs(resolved, request.outputs)
         results = await self.executors[name].predict(resolved, methods, rows)
-        response: dict[str, Any] = {
-            "model_name": name,
-            "model_version": resolved.version,
-            "outputs": [encode_tensor(m, results[m]) for m in methods],
-        }
-        if request.id is not None:
-            response["id"] = request.id
-        return response
+        outputs = [Tensor(m, datatype_of(results[m]), results[m]) for m in methods]
+        return InferResponse(name, resolved.version, outputs, request.id)
 
 
-def parse_request(body: bytes) -> InferenceRequest:
-    """Validate the envelope straight from the bytes; tensor data is left to numpy."""
-    try:
-        return InferenceRequest.model_validate_json(body)
-    except ValidationError as exc:
-        raise InvalidJSON(describe_validation_error(exc)) from None
-
-
-def describe_validation_error(exc: ValidationError) -> str:
-    """One readable sentence per problem, e.g. ``inputs.0.shape: Field required``."""
-    problems = []
-    for error in exc.errors(include_url=False):
-        where = ".".join(str(p) for p in error["loc"])
-        if error["type"] == "json_invalid":
-            problems.append(f"the body is not valid JSON ({error['msg']})")
-        elif error["type"] == "enum" and where.endswith("datatype"):
-            problems.append(f"{where}: unknown datatype {error['input']!r}")
-        elif error["type"] == "model_type" and not where:
-            problems.append("the body must be a JSON object")
-        else:
-            problems.append(f"{where}: {error['msg']}" if where else error["msg"])
-    return "invalid inference request: " + "; ".join(problems)
-
-
-def decode_inputs(resolved: ModelVersion, inputs: list[RequestInput]) -> Array:
-    """Match the request's inputs to the signature and decode them into the model's input."""
+def model_input(resolved: ModelVersion, inputs: list[Tensor]) -> Array:
+    """Match the request's inputs to the signature: the one array the model's methods take."""
     specs = resolved.signature.inputs
     if len(specs) != 1:
         raise Unsupported("models with more than one input tensor are not supported")
@@ -115,18 +88,19 @@ def decode_inputs(resolved: ModelVersion, inputs: list[RequestInput]) -> Array:
         raise InputMismatch(
             f"model '{resolved.name}' takes one input named '{spec.name}', got {names}"
         )
-    tensor = inputs[0]
-    array = decode_tensor(tensor.name, tensor.datatype, tensor.shape, tensor.data)
-    return conform(spec, tensor.datatype, array)
+    return check_tensor(spec, inputs[0])
 
 
-def conform(spec: TensorSpec, datatype: Datatype, array: Array) -> Array:
-    """Check a decoded tensor against its spec: datatype family, rank and fixed dimensions.
+def check_tensor(spec: TensorSpec, tensor: Tensor) -> Array:
+    """Check a decoded input against its spec (datatype family, rank, fixed dimensions) and
+    return it in the dtype the model takes.
 
     Numeric tensors of any numeric datatype are accepted and cast to the spec's dtype (clients
-    often send FP32 to an FP64 model); BYTES and numbers never mix. A text model declared
-    ``[-1]`` also accepts ``[N, 1]``, the shape many V2 clients use for strings.
+    often send FP32 to an FP64 model) unless the cast would change a value; BYTES and numbers
+    never mix. A text model declared ``[-1]`` also accepts ``[N, 1]``, the shape many V2 clients
+    use for strings.
     """
+    datatype, array = tensor.datatype, tensor.data
     if (datatype is Datatype.BYTES) != (spec.datatype is Datatype.BYTES):
         raise InputMismatch(
             f"input '{spec.name}' must be {spec.datatype.value}, got {datatype.value}"
@@ -145,17 +119,19 @@ def conform(spec: TensorSpec, datatype: Datatype, array: Array) -> Array:
                 f"expected {expected[1]} features, got {actual[1]}"
             )
         raise InvalidTensor(f"input '{spec.name}' must have shape {shape}, got {list(actual)}")
-    if spec.datatype is not Datatype.BYTES and datatype is not spec.datatype:
-        array = array.astype(DATATYPE_TO_DTYPE[spec.datatype])
+    if spec.datatype is not Datatype.BYTES:
+        array = cast_exact(spec.name, array, DATATYPE_TO_DTYPE[spec.datatype])
     return array
 
 
-def requested_outputs(resolved: ModelVersion, request: InferenceRequest) -> tuple[str, ...]:
+def requested_outputs(
+    resolved: ModelVersion, outputs: list[RequestedOutput] | None
+) -> tuple[str, ...]:
     """The outputs to compute: those requested, in request order, or all of the signature."""
     available = resolved.signature.output_names
-    if not request.outputs:
+    if not outputs:
         return available
-    names = tuple(dict.fromkeys(o.name for o in request.outputs))
+    names = tuple(dict.fromkeys(o.name for o in outputs))
     unknown = [n for n in names if n not in available]
     if unknown:
         raise UnknownOutput(

@@ -1,9 +1,15 @@
-"""Errors of the V2 layer: each carries its HTTP status; one handler writes ``{"error": msg}``.
+"""Errors of the V2 layer: each carries its HTTP status; :func:`oip_error_response` writes
+``{"error": msg}`` for every one of them.
 
-The tree (registering the base with Starlette covers every subclass, its lookup walks the MRO)::
+There is one error path: :func:`adapters.routes.guarded` wraps every V2 route, turns an
+:class:`OIPError` into its status and message and any other exception into a logged, opaque 500.
+No Starlette exception handler is involved (the fast lane calls the router past them).
+
+The tree::
 
     OIPError (500: our own bug; the message sent is opaque, the detail is logged)
     ├── InternalError (500)        any other exception, wrapped by the routes
+    ├── ModelOutputError (500)     the model produced an output V2 cannot carry
     ├── BadRequest (400)
     │   ├── InvalidJSON            body is not JSON / not a V2 request object
     │   ├── InvalidTensor          unknown datatype, shape/data mismatch, wrong element types
@@ -16,15 +22,17 @@ The tree (registering the base with Starlette covers every subclass, its lookup 
     ├── MethodNotAllowed (405)
     ├── NotReady (503)
     │   └── Overloaded             the runner refused: its batching latency budget is spent
-    └── Unsupported (501)
+    ├── DeadlineExceeded (504)     the request ran past OIP_REQUEST_TIMEOUT_S
+    ├── Unsupported (501)
+    └── ClientGone (499)           the client went away mid-request; nothing is sent
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping, Sequence
 
 import orjson
-from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -36,14 +44,19 @@ class OIPError(Exception):
 
     status_code: int = 500
 
-    def __init__(self, message: str) -> None:
+    def __init__(self, message: str, *, headers: Mapping[str, str] | None = None) -> None:
         super().__init__(message)
         self.message = message
+        self.headers = headers
 
 
 class InternalError(OIPError):
     def __init__(self) -> None:
         super().__init__("Internal server error")
+
+
+class ModelOutputError(OIPError):
+    pass
 
 
 class BadRequest(OIPError):
@@ -71,13 +84,21 @@ class NotFound(OIPError):
 
 
 class ModelNotFound(NotFound):
-    def __init__(self, name: str) -> None:
-        super().__init__(f"Model '{name}' not found")
+    def __init__(self, name: str, *, served: Sequence[str] = ()) -> None:
+        super().__init__(f"Model '{_short(name)}' not found; served: {', '.join(served)}")
 
 
 class VersionNotFound(NotFound):
-    def __init__(self, name: str, version: str) -> None:
-        super().__init__(f"Version '{version}' of model '{name}' not found")
+    def __init__(self, name: str, version: str, *, served: Sequence[str] = ()) -> None:
+        super().__init__(
+            f"Version '{_short(version)}' of model '{name}' not found; "
+            f"versions: {', '.join(served)}"
+        )
+
+
+def _short(text: str, limit: int = 100) -> str:
+    """A client-supplied name, cut so that an error never echoes a huge string back."""
+    return text if len(text) <= limit else text[:limit] + "..."
 
 
 class RouteNotFound(NotFound):
@@ -96,15 +117,28 @@ class Overloaded(NotReady):
     pass
 
 
+class DeadlineExceeded(OIPError):
+    status_code = 504
+
+
 class Unsupported(OIPError):
     status_code = 501
 
 
-def error_response(message: str, status_code: int) -> Response:
+class ClientGone(OIPError):
+    """Counted as 499 (nginx's "client closed request") in the metrics; no one reads the body."""
+
+    status_code = 499
+
+
+def error_response(
+    message: str, status_code: int, headers: Mapping[str, str] | None = None
+) -> Response:
     """The one shape every failure takes on the wire."""
     return Response(
         orjson.dumps({"error": message}),
         status_code=status_code,
+        headers=headers,
         media_type="application/json",
     )
 
@@ -114,29 +148,4 @@ def oip_error_response(request: Request, exc: OIPError) -> Response:
     if exc.status_code == 500 and not isinstance(exc, InternalError):
         logger.error("internal error on %s %s: %s", request.method, request.url.path, exc)
         return error_response("Internal server error", exc.status_code)
-    return error_response(exc.message, exc.status_code)
-
-
-async def handle_oip_error(request: Request, exc: Exception) -> Response:
-    """Starlette's handler for any :class:`OIPError` that reaches the app."""
-    assert isinstance(exc, OIPError)
-    return oip_error_response(request, exc)
-
-
-async def handle_http_exception(request: Request, exc: Exception) -> Response:
-    """Starlette's own 404/405 (unknown route, wrong verb) in the V2 error shape."""
-    assert isinstance(exc, HTTPException)
-    return error_response(str(exc.detail), exc.status_code)
-
-
-async def handle_unexpected(request: Request, exc: Exception) -> Response:
-    """A bug of ours: logged with its traceback, answered with an opaque 500."""
-    logger.exception("unhandled error on %s %s", request.method, request.url.path)
-    return error_response("Internal server error", 500)
-
-
-EXCEPTION_HANDLERS = {
-    OIPError: handle_oip_error,
-    HTTPException: handle_http_exception,
-    Exception: handle_unexpected,
-}
+    return error_response(exc.message, exc.status_code, exc.headers)

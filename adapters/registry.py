@@ -13,15 +13,13 @@ Unversioned routes use the model's default (``OIP_DEFAULT_VERSION``, ``latest`` 
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from .errors import ModelNotFound, VersionNotFound
 from .signature import Signature, signature_without_metadata
-
-ALIASES = ("latest", "best")
 
 
 @dataclass(frozen=True)
@@ -121,10 +119,14 @@ class ServedModel:
         """A concrete version, an alias, or ``None`` for the default."""
         if version is None:
             return self.default
-        found = self.aliases.get(version) or self.versions.get(version)
+        found = self.find(version)
         if found is None:
-            raise VersionNotFound(self.name, version)
+            raise VersionNotFound(self.name, version, served=[*self.aliases, *self.versions])
         return found
+
+    def find(self, version: str) -> ModelVersion | None:
+        """A concrete version or an alias, ``None`` if there is no such one."""
+        return self.aliases.get(version) or self.versions.get(version)
 
     def aliases_of(self, version: ModelVersion) -> list[str]:
         return [alias for alias, target in self.aliases.items() if target is version]
@@ -140,10 +142,19 @@ class Registry:
         try:
             return self.models[name]
         except KeyError:
-            raise ModelNotFound(name) from None
+            raise ModelNotFound(name, served=sorted(self.models)) from None
 
     def resolve(self, name: str, version: str | None) -> ModelVersion:
         return self.model(name).resolve(version)
+
+    def labels(self, name: str, version: str | None) -> tuple[str, str]:
+        """``(model, version)`` metric labels: the served name and the version it resolves to,
+        ``""`` for what does not exist, so clients cannot invent series."""
+        model = self.models.get(name)
+        if model is None:
+            return "", ""
+        found = model.default if version is None else model.find(version)
+        return name, "" if found is None else found.version
 
     def all_versions(self) -> list[ModelVersion]:
         return [v for m in self.models.values() for v in m.versions.values()]
@@ -152,7 +163,7 @@ class Registry:
     def from_store(
         cls,
         names: Iterable[str],
-        defaults: Mapping[str, str],
+        default_version: Callable[[str], str],
         *,
         only: Collection[str] | None = None,
     ) -> Registry:
@@ -160,7 +171,8 @@ class Registry:
 
         Args:
             names: the served model names.
-            defaults: per model name the version or alias of its unversioned routes.
+            default_version: the version or alias of a model's unversioned routes, by name
+                (:meth:`Settings.default_version <adapters.config.Settings.default_version>`).
             only: if given, the tags to consider (those a Bento references), so a Bento
                 serves what it was built with even when the store has newer versions.
         """
@@ -173,5 +185,5 @@ class Registry:
                     f"model '{name}' has no version in the BentoML store; "
                     "train it first (python train.py) or remove it from OIP_MODELS"
                 )
-            models.append(ServedModel(name, versions, default=defaults.get(name, "latest")))
+            models.append(ServedModel(name, versions, default=default_version(name)))
         return cls(models)

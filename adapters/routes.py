@@ -2,7 +2,8 @@
 
 Each model route is declared once in :data:`MODEL_ROUTES`; :func:`build_app` registers it both
 unversioned (``/v2/models/{name}/...``) and versioned (``/v2/models/{name}/versions/{v}/...``).
-Routes only do HTTP: the :class:`~adapters.dataplane.DataPlane` does the work.
+Routes only do HTTP: the :mod:`~adapters.rest` edge turns bodies into messages and back, the
+:class:`~adapters.dataplane.DataPlane` does the work.
 
 The app is built at import time but its data plane is attached later (``app.state.dataplane``),
 when the serving process has loaded the models; until then every route but liveness answers
@@ -11,20 +12,22 @@ when the serving process has loaded the models; until then every route but liven
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-import orjson
 from starlette.applications import Starlette
-from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
 
 from .dataplane import DataPlane
 from .errors import (
-    EXCEPTION_HANDLERS,
+    ClientGone,
+    DeadlineExceeded,
     InternalError,
     MethodNotAllowed,
     NotReady,
@@ -32,21 +35,16 @@ from .errors import (
     RouteNotFound,
     oip_error_response,
 )
+from .metrics import RequestMetrics
+from .rest import dump_json, read_infer_request, response_body
 
 logger = logging.getLogger(__name__)
 Endpoint = Callable[[Request], Awaitable[Response]]
-_JSON_OPTIONS = orjson.OPT_SERIALIZE_NUMPY
 CATCH_ALL = "/v2/{path:path}"
-ALL_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 
 
 def json_response(content: Any, status_code: int = 200) -> Response:
-    """orjson straight to bytes; numpy arrays in ``data`` are written without a list copy."""
-    return Response(
-        orjson.dumps(content, option=_JSON_OPTIONS),
-        status_code=status_code,
-        media_type="application/json",
-    )
+    return Response(dump_json(content), status_code=status_code, media_type="application/json")
 
 
 def _dataplane(request: Request) -> DataPlane:
@@ -84,33 +82,55 @@ async def model_ready(request: Request) -> Response:
 
 
 async def model_infer(request: Request) -> Response:
-    body = await request.body()
-    return json_response(await _dataplane(request).infer(*_model(request), body))
+    """Body, decoding and predict all run under the request deadline (``OIP_REQUEST_TIMEOUT_S``);
+    past it the request is abandoned (its queued predict is dropped) and answered 504."""
+    dataplane = _dataplane(request)
+    try:
+        async with asyncio.timeout(dataplane.request_timeout_s):
+            infer = read_infer_request(*_model(request), await request.body())
+            response = await dataplane.infer(infer)
+    except TimeoutError:
+        raise DeadlineExceeded(
+            f"the request did not complete in {dataplane.request_timeout_s:g} s "
+            "(OIP_REQUEST_TIMEOUT_S)"
+        ) from None
+    return json_response(response_body(response))
 
 
 async def unknown_route(request: Request) -> Response:
-    """Any other ``/v2/...`` request: 405 if the path exists with another verb, else 404.
+    """Any other ``/v2/...`` request: 405 with ``Allow`` if the path exists, else 404.
 
     NOTE: BentoML mounts ASGI apps "passively" (a path none of our routes match falls through to
-    BentoML's plain-text 404), so the V2 namespace is claimed explicitly by this last route.
+    BentoML's plain-text 404), so the V2 namespace is claimed explicitly by this last route,
+    which takes every method (``TRACE``, ``PROPFIND``, ... included).
     """
     path = request.url.path
-    routes = [r for r in request.app.routes if isinstance(r, Route) and r.path != CATCH_ALL]
-    if any(r.path_regex.match(path) for r in routes):
-        raise MethodNotAllowed(f"method {request.method} is not allowed on {path}")
+    allowed = sorted(
+        {
+            method
+            for route in request.app.routes
+            if isinstance(route, Route) and route.path != CATCH_ALL and route.path_regex.match(path)
+            for method in route.methods or ()
+        }
+    )
+    if allowed:
+        raise MethodNotAllowed(
+            f"method {request.method} is not allowed on {path}; allowed: {', '.join(allowed)}",
+            headers={"Allow": ", ".join(allowed)},
+        )
     raise RouteNotFound(f"no V2 route {path}")
 
 
-SERVER_ROUTES: list[tuple[str, str, Endpoint]] = [
-    ("/v2", "GET", server_metadata),
-    ("/v2/", "GET", server_metadata),
-    ("/v2/health/live", "GET", server_live),
-    ("/v2/health/ready", "GET", server_ready),
+SERVER_ROUTES: list[tuple[str, str, Endpoint, str]] = [  # path, verb, endpoint, metric label
+    ("/v2", "GET", server_metadata, "server"),
+    ("/v2/", "GET", server_metadata, "server"),
+    ("/v2/health/live", "GET", server_live, "health"),
+    ("/v2/health/ready", "GET", server_ready, "health"),
 ]
-MODEL_ROUTES: list[tuple[str, str, Endpoint]] = [  # inference first: matched in order
-    ("/infer", "POST", model_infer),
-    ("", "GET", model_metadata),
-    ("/ready", "GET", model_ready),
+MODEL_ROUTES: list[tuple[str, str, Endpoint, str]] = [  # inference first: matched in order
+    ("/infer", "POST", model_infer, "infer"),
+    ("", "GET", model_metadata, "metadata"),
+    ("/ready", "GET", model_ready, "ready"),
 ]
 MODEL_PREFIXES = (
     "/v2/models/{model_name}",
@@ -118,41 +138,68 @@ MODEL_PREFIXES = (
 )
 
 
-def guarded(endpoint: Endpoint) -> Endpoint:
-    """Answer every error of a route right here, in the V2 shape.
+def guarded(endpoint: Endpoint, label: str, metrics: RequestMetrics) -> Endpoint:
+    """The one error path of every V2 route, and its request metric.
 
     :class:`OIPError` becomes its status and message; any other exception is logged with its
-    traceback and answered with an opaque 500.
+    traceback and answered with an opaque 500; a client that left mid-body is counted as 499,
+    not logged. The latency is observed with bounded labels (:meth:`Registry.labels`).
 
     NOTE: answering here rather than in Starlette's app-level middlewares keeps two things true:
     an exception that reached Starlette's outermost error middleware would be re-raised to the
     server, which closes the keep-alive connection; and the fast lane
-    (:mod:`adapters.gateway`) calls the router directly, past those middlewares.
+    (:mod:`adapters.lane`) calls the router directly, past those middlewares.
     """
 
     async def run(request: Request) -> Response:
+        start = time.perf_counter()
         try:
-            return await endpoint(request)
+            response = await endpoint(request)
+        except ClientDisconnect:
+            response = oip_error_response(request, ClientGone("the client went away"))
         except OIPError as exc:
-            return oip_error_response(request, exc)
-        except HTTPException:
-            raise
+            response = oip_error_response(request, exc)
         except Exception:
             logger.exception("unhandled error on %s %s", request.method, request.url.path)
-            return oip_error_response(request, InternalError())
+            response = oip_error_response(request, InternalError())
+        model, version = _labels(request)
+        metrics.observe(label, model, version, response.status_code, time.perf_counter() - start)
+        return response
 
     return run
 
 
+def _labels(request: Request) -> tuple[str, str]:
+    name = request.path_params.get("model_name")
+    dataplane: DataPlane | None = getattr(request.app.state, "dataplane", None)
+    if name is None or dataplane is None:
+        return "", ""
+    return dataplane.registry.labels(name, request.path_params.get("model_version"))
+
+
 def build_app() -> Starlette:
     """The V2 app: every server route, and every model route with and without a version."""
+    metrics = RequestMetrics()
     routes = [
-        Route(prefix + suffix, guarded(endpoint), methods=[verb])
+        Route(prefix + suffix, guarded(endpoint, label, metrics), methods=[verb])
         for prefix in MODEL_PREFIXES
-        for suffix, verb, endpoint in MODEL_ROUTES
+        for suffix, verb, endpoint, label in MODEL_ROUTES
     ]
     routes += [
-        Route(path, guarded(endpoint), methods=[verb]) for path, verb, endpoint in SERVER_ROUTES
+        Route(path, guarded(endpoint, label, metrics), methods=[verb])
+        for path, verb, endpoint, label in SERVER_ROUTES
     ]
-    routes.append(Route(CATCH_ALL, guarded(unknown_route), methods=ALL_METHODS))
-    return Starlette(routes=routes, exception_handlers=dict(EXCEPTION_HANDLERS))
+    routes.append(Route(CATCH_ALL, AnyMethod(guarded(unknown_route, "other", metrics))))
+    return Starlette(routes=routes)
+
+
+class AnyMethod:
+    """An endpoint as a plain ASGI app: Starlette gives a function endpoint with no ``methods``
+    just ``GET``, an ASGI app every method (``TRACE``, ``PROPFIND``, ...)."""
+
+    def __init__(self, endpoint: Endpoint) -> None:
+        self.endpoint = endpoint
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        response = await self.endpoint(Request(scope, receive, send))
+        await response(scope, receive, send)

@@ -5,7 +5,8 @@
 * :class:`RunnerClient` sends the call to the runner service (a BentoML dependency whose
   batchable API merges concurrent calls); the runner executes them with :func:`predict_batch`.
 
-Both speak the same call: ``(tag, methods, rows)`` -> ``{method: array}``.
+Both implement :class:`Executor`: ``await predict(version, methods, rows)`` -> ``{method:
+array}``; the runner's wire call is a list of :data:`Call` tuples ``(tag, methods, rows)``.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from bentoml.exceptions import BentoMLException
 
 from .codecs import Array
 from .errors import BadRequest, Overloaded
+from .metrics import inprocess_batch_size
 from .registry import ModelVersion
 from .signature import run_method
 
@@ -102,33 +104,17 @@ class Executor(Protocol):
     async def ready(self) -> bool: ...
 
 
-def batch_size_histogram() -> Any:
-    """``oip_inprocess_batch_size`` on ``/metrics``: requests merged per in-process predict
-    (the runner's counterpart is BentoML's ``bentoml_service_adaptive_batch_size``)."""
-    global _BATCH_SIZES
-    if _BATCH_SIZES is None:
-        import prometheus_client
-
-        _BATCH_SIZES = prometheus_client.Histogram(
-            name="oip_inprocess_batch_size",
-            documentation="Requests merged into one in-process predict call",
-            buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256),
-        )
-    return _BATCH_SIZES
-
-
-_BATCH_SIZES: Any = None
-
-
 class InProcess:
     """Estimators loaded in this process, with the runner's batching without its hop.
 
     A predict known to be quick (its model's recent small calls took under ``inline_budget_s``)
     runs right on the event loop: for a tiny model the hop to a worker thread costs more than the
-    predict. Every other call joins a queue drained by one worker thread at a time: calls that
-    arrive while a predict is running are merged into the next one (:func:`predict_batch`), so
-    concurrent requests neither fight over the GIL in many threads nor pay one predict's fixed
-    cost each, and a slow predict never blocks health checks and metadata on the event loop.
+    predict. Inline calls are timed too, so a model that turns slow (a heavy version, a costly
+    input) leaves the loop from its next call on. Every other call joins a queue drained by one
+    worker thread at a time: calls that arrive while a predict is running are merged into the
+    next one (:func:`predict_batch`), so concurrent requests neither fight over the GIL in many
+    threads nor pay one predict's fixed cost each, and a slow predict never blocks health checks
+    and metadata on the event loop.
     """
 
     def __init__(
@@ -146,7 +132,7 @@ class InProcess:
         self.small_call_s: dict[str, float] = {}  # EWMA of lone small calls' duration, per tag
         self.queue: list[tuple[Call, asyncio.Future[Result]]] = []
         self.drainer: asyncio.Task[None] | None = None
-        self.batch_sizes = batch_size_histogram()
+        self.batch_sizes = inprocess_batch_size()
 
     def runs_inline(self, tag: str, rows: int) -> bool:
         return (
@@ -157,7 +143,10 @@ class InProcess:
         self, version: ModelVersion, methods: tuple[str, ...], rows: Array
     ) -> dict[str, Array]:
         if self.runs_inline(version.tag, len(rows)):
-            return unwrap(predict_one(self.estimators[version.tag], methods, rows))
+            start = time.perf_counter()
+            result = predict_one(self.estimators[version.tag], methods, rows)
+            self._timed(version.tag, time.perf_counter() - start)
+            return unwrap(result)
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Result] = loop.create_future()
         self.queue.append(((version.tag, methods, rows), future))
@@ -170,6 +159,10 @@ class InProcess:
             while self.queue:
                 batch = self.queue[: self.max_batch_size]
                 del self.queue[: self.max_batch_size]
+                # calls whose request was abandoned (deadline, client gone) are not run
+                batch = [(call, future) for call, future in batch if not future.done()]
+                if not batch:
+                    continue
                 calls = [call for call, _ in batch]
                 try:
                     results = await anyio.to_thread.run_sync(self._run, calls)
@@ -189,22 +182,31 @@ class InProcess:
         start = time.perf_counter()
         results = predict_batch(self.estimators, calls)
         if len(calls) == 1 and len(calls[0][2]) <= self.inline_max_rows:
-            tag, elapsed = calls[0][0], time.perf_counter() - start
-            previous = self.small_call_s.get(tag, elapsed)
-            self.small_call_s[tag] = 0.8 * previous + 0.2 * elapsed
+            self._timed(calls[0][0], time.perf_counter() - start)
         self.batch_sizes.observe(len(calls))
         return results
+
+    def _timed(self, tag: str, elapsed: float) -> None:
+        """Fold a lone small call's duration into its model's moving average."""
+        previous = self.small_call_s.get(tag, elapsed)
+        self.small_call_s[tag] = 0.8 * previous + 0.2 * elapsed
 
     async def ready(self) -> bool:
         return True
 
 
 class RunnerClient:
-    """Calls to the runner service; ready once the runner has answered that it is."""
+    """Calls to the runner service (its ``bentoml.depends`` client).
 
-    def __init__(self, runner: Any) -> None:
+    Readiness asks the runner, bounded by ``ready_timeout_s``, and remembers a success for
+    ``ready_ttl_s`` only: a runner that dies or hangs stops being ready within seconds.
+    """
+
+    def __init__(self, runner: Any, *, ready_ttl_s: float = 1.0, ready_timeout_s: float = 2.0):
         self.runner = runner
-        self._ready = False
+        self.ready_ttl_s = ready_ttl_s
+        self.ready_timeout_s = ready_timeout_s
+        self._ready_until = 0.0
 
     async def predict(
         self, version: ModelVersion, methods: tuple[str, ...], rows: Array
@@ -227,10 +229,13 @@ class RunnerClient:
         return unwrap(result)
 
     async def ready(self) -> bool:
-        if not self._ready:
-            try:
-                with anyio.fail_after(2):
-                    self._ready = bool(await self.runner.to_async.ready())
-            except Exception:  # not up yet: connection refused, timeout, 503
-                return False
-        return self._ready
+        if time.monotonic() < self._ready_until:
+            return True
+        try:
+            with anyio.fail_after(self.ready_timeout_s):
+                ready = bool(await self.runner.to_async.ready())
+        except Exception:  # not up, gone or hung: connection refused, timeout, 503
+            return False
+        if ready:
+            self._ready_until = time.monotonic() + self.ready_ttl_s
+        return ready

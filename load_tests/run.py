@@ -12,58 +12,42 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
 import subprocess
 import sys
-import time
 from datetime import datetime
 from pathlib import Path
 from urllib.parse import urlparse
 
-import httpx
-
 ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:  # run as a script, sys.path[0] is load_tests/
+    sys.path.append(str(ROOT))
+
+import liveserver  # noqa: E402
+
 BIN = Path(sys.executable).parent
 
 
-def is_ready(url: str) -> bool:
-    try:
-        return httpx.get(f"{url}/v2/health/ready", timeout=2).status_code == 200
-    except httpx.HTTPError:
-        return False
+def start_server(url: str, models: str, log: Path) -> liveserver.Server:
+    """Train if needed, then ``bentoml serve`` on the URL's host and port; returns once ready.
 
-
-def start_server(url: str, models: str, log: Path) -> subprocess.Popen[bytes]:
-    """Train if needed, then ``bentoml serve`` on the URL's port; returns once ready."""
+    Raises :class:`liveserver.ServerStartError` (with the log's tail) if it never gets ready.
+    """
     parsed = urlparse(url)
-    env = {**os.environ, "OIP_MODELS": models}
-    subprocess.run([BIN / "python", "train.py", "--if-empty"], cwd=ROOT, env=env, check=True)
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [
-                BIN / "bentoml",
-                "serve",
-                "service:Gateway",
-                "--host",
-                parsed.hostname or "127.0.0.1",
-                "--port",
-                str(parsed.port or 80),
-            ],
-            cwd=ROOT,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"the server exited; see {log}")
-        if is_ready(url):
-            return proc
-        time.sleep(0.25)
-    os.killpg(proc.pid, signal.SIGKILL)
-    raise SystemExit(f"the server was not ready in 120 s; see {log}")
+    env = {"OIP_MODELS": models}
+    subprocess.run(
+        [BIN / "python", "train.py", "--if-empty"],
+        cwd=ROOT,
+        env={**os.environ, **env},
+        check=True,
+    )
+    return liveserver.serve_gateway(
+        log_path=log,
+        env=env,
+        host=parsed.hostname or "127.0.0.1",
+        port=parsed.port or 80,
+        cwd=ROOT,
+        deadline_s=120.0,
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -84,12 +68,16 @@ def main(argv: list[str] | None = None) -> int:
     out = args.out or ROOT / "results" / "load" / datetime.now().strftime("%Y%m%d-%H%M%S")
     out.mkdir(parents=True, exist_ok=True)
     server = None
-    if not is_ready(args.url):
+    if not liveserver.is_ready(args.url):
         if args.url.rstrip("/") != "http://127.0.0.1:3000":
             print(f"load: nothing ready at {args.url}", file=sys.stderr)
             return 2
         print("load: no server at the default URL, starting one for this run")
-        server = start_server(args.url, args.models, out / "server.log")
+        try:
+            server = start_server(args.url, args.models, out / "server.log")
+        except liveserver.ServerStartError as err:
+            print(f"load: could not start a server: {err}", file=sys.stderr)
+            return 2
     env = {**os.environ, "LOAD_MODELS": args.models, "LOAD_MAX_P99_MS": str(args.max_p99_ms)}
     cmd = [
         str(BIN / "locust"),
@@ -116,8 +104,7 @@ def main(argv: list[str] | None = None) -> int:
         code = subprocess.run(cmd, env=env, timeout=3600).returncode
     finally:
         if server is not None:
-            os.killpg(server.pid, signal.SIGTERM)
-            server.wait(timeout=30)
+            liveserver.stop(server.proc, grace_s=30.0)
     print(f"load: reports in {out}")
     return code
 

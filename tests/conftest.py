@@ -8,16 +8,13 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -26,6 +23,7 @@ os.environ["BENTOML_HOME"] = str(_HOME)
 os.environ["BENTOML_DO_NOT_TRACK"] = "true"
 sys.path.insert(0, str(ROOT))
 
+import liveserver  # noqa: E402
 import train  # noqa: E402
 
 
@@ -80,14 +78,13 @@ def save_slow_model() -> str:
     return str(saved.tag)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+free_port = liveserver.free_port
 
 
 @dataclass
 class LiveServer:
+    """A ``bentoml serve`` subprocess of this session, and the placement it was started with."""
+
     url: str
     placement: str
     process: subprocess.Popen[bytes]
@@ -102,49 +99,23 @@ def start_server(
     target: str = "service:Gateway",
     deadline_s: float = 120.0,
 ) -> LiveServer:
-    """``bentoml serve`` as a subprocess on a free port; returns once /v2/health/ready is 200."""
-    port = free_port()
-    full_env = {**os.environ, "BENTOML_HOME": str(home), **env}
-    bentoml = str(Path(sys.executable).parent / "bentoml")
-    cmd = [bentoml, "serve", target, "--host", "127.0.0.1", "--port", str(port)]
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            cmd,
-            cwd=ROOT,
-            env=full_env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    server = LiveServer(
-        f"http://127.0.0.1:{port}", env.get("OIP_PLACEMENT", "inprocess"), proc, log
+    """``bentoml serve`` as a subprocess on a free port; returns once /v2/health/ready is 200.
+
+    Raises :class:`liveserver.ServerStartError` (a RuntimeError) with the log's tail otherwise.
+    """
+    server = liveserver.serve_gateway(
+        log_path=log,
+        env={"BENTOML_HOME": str(home), **env},
+        target=target,
+        cwd=ROOT,
+        deadline_s=deadline_s,
     )
-    end = time.monotonic() + deadline_s
-    while time.monotonic() < end:
-        if proc.poll() is not None:
-            raise RuntimeError(f"bentoml serve exited:\n{log.read_text()[-4000:]}")
-        try:
-            if httpx.get(f"{server.url}/v2/health/ready", timeout=2).status_code == 200:
-                return server
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.25)
-    stop_server(server)
-    raise RuntimeError(f"server not ready in {deadline_s}s:\n{log.read_text()[-4000:]}")
+    return LiveServer(server.url, env.get("OIP_PLACEMENT", "inprocess"), server.proc, log)
 
 
 def stop_server(server: LiveServer) -> None:
     """SIGTERM the whole process group (gateway, runner, watchers), SIGKILL if it lingers."""
-    import signal
-
-    try:
-        os.killpg(server.process.pid, signal.SIGTERM)
-        server.process.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        os.killpg(server.process.pid, signal.SIGKILL)
-        server.process.wait(timeout=10)
-    except ProcessLookupError:
-        pass
+    liveserver.stop(server.process, grace_s=20.0)
 
 
 @pytest.fixture(scope="session", params=["inprocess", "runner"])

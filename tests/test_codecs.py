@@ -12,11 +12,12 @@ import pytest
 from adapters.codecs import (
     DATATYPE_TO_DTYPE,
     DTYPE_TO_DATATYPE,
+    cast_exact,
     datatype_of,
     decode_tensor,
     encode_tensor,
 )
-from adapters.errors import InvalidTensor
+from adapters.errors import InvalidTensor, ModelOutputError
 from adapters.schemas import Datatype
 
 # One 2x3 sample per datatype, as a JSON client would send it (row-major, nested).
@@ -56,7 +57,7 @@ def test_round_trip(datatype: Datatype, layout: str) -> None:
     array = decode_tensor("x", datatype, [2, 3], data)
     assert array.shape == (2, 3)
     assert array.dtype == DATATYPE_TO_DTYPE[datatype]
-    encoded = encode_tensor("y", array)
+    encoded = encode_tensor("y", datatype_of(array), array)
     assert encoded["datatype"] == datatype.value
     assert encoded["shape"] == [2, 3]
     wire = orjson.loads(orjson.dumps(encoded, option=orjson.OPT_SERIALIZE_NUMPY))
@@ -111,6 +112,10 @@ def test_strings_in_numeric_tensors_are_refused(datatype: Datatype) -> None:
         (Datatype.BYTES, [None]),
         (Datatype.FP32, [None]),
         (Datatype.FP64, [{"a": 1}]),
+        (Datatype.FP32, [1e300]),  # would be inf
+        (Datatype.FP16, [70000]),
+        (Datatype.INT64, [2**63]),
+        (Datatype.UINT64, [-1]),
     ],
 )
 def test_values_outside_the_datatype_are_refused(datatype: Datatype, data: list[Any]) -> None:
@@ -157,16 +162,59 @@ def test_datatype_of(array: np.ndarray, datatype: Datatype) -> None:
 
 
 def test_bytes_output_is_text() -> None:
-    encoded = encode_tensor("y", np.array([b"caf\xc3\xa9", b"x"]))
+    array = np.array([b"caf\xc3\xa9", b"x"])
+    encoded = encode_tensor("y", datatype_of(array), array)
     assert encoded["data"] == ["café", "x"]
 
 
-def test_unmapped_dtype_is_an_error() -> None:
-    with pytest.raises(InvalidTensor, match="complex"):
+def test_an_unmapped_output_dtype_is_a_server_fault() -> None:
+    with pytest.raises(ModelOutputError, match="complex"):
         datatype_of(np.zeros(1, dtype=np.complex128))
 
 
 def test_fp_outputs_keep_their_values() -> None:
     array = np.array([[math.pi, -0.0], [1e-300, 1e300]])
-    wire = orjson.loads(orjson.dumps(encode_tensor("y", array), option=orjson.OPT_SERIALIZE_NUMPY))
+    encoded = encode_tensor("y", Datatype.FP64, array)
+    wire = orjson.loads(orjson.dumps(encode_tensor("y", Datatype.FP64, array), option=OPT))
+    assert wire == orjson.loads(orjson.dumps(encoded, option=OPT))
     assert wire["data"] == array.ravel().tolist()
+
+
+OPT = orjson.OPT_SERIALIZE_NUMPY
+
+
+@pytest.mark.parametrize(
+    ("array", "target"),
+    [
+        (np.array([1e300]), np.float32),  # overflow, never a silent inf
+        (np.array([1.5]), np.int64),
+        (np.array([np.nan]), np.int32),
+        (np.array([2.0**63]), np.int64),  # float(max) rounds up: the bound must be exact
+        (np.array([300]), np.uint8),
+        (np.array([1]), np.bool_),
+    ],
+)
+def test_cast_exact_refuses_values_that_would_change(array: np.ndarray, target: type) -> None:
+    with pytest.raises(InvalidTensor, match="input 'x'"):
+        cast_exact("x", array, np.dtype(target))
+
+
+@pytest.mark.parametrize(
+    ("array", "target"),
+    [
+        (np.array([1.0, 2.0], dtype=np.float32), np.float64),
+        (np.array([3.0, -4.0]), np.int16),
+        (np.array([7], dtype=np.uint64), np.int8),
+        (np.array([np.inf]), np.float32),  # infinity was sent, infinity it stays
+        (np.array([True]), np.float64),
+    ],
+)
+def test_cast_exact_keeps_every_value(array: np.ndarray, target: type) -> None:
+    cast = cast_exact("x", array, np.dtype(target))
+    assert cast.dtype == np.dtype(target)
+    assert cast.tolist() == array.tolist()
+
+
+def test_too_many_dimensions_is_a_clear_error() -> None:
+    with pytest.raises(InvalidTensor, match="dimensions"):
+        decode_tensor("x", Datatype.FP32, [1] * 65, [1.0])

@@ -9,6 +9,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import bentoml
@@ -187,3 +188,58 @@ def test_a_built_bento_serves_the_versions_it_was_built_with(
                 stop_server(server)
     finally:
         bentoml.models.delete(newer)
+
+
+@pytest.mark.parametrize("lane", ["1", "0"])
+def test_lane_off_default_best_deadline_and_any_method(
+    store: Store, tmp_path_factory: pytest.TempPathFactory, lane: str
+) -> None:
+    """The same V2 behaviour with BentoML's full stack (``OIP_FAST_LANE=0``) as through the lane:
+    ``OIP_DEFAULT_VERSION=best`` for every model, the request deadline (504 past it, the server
+    unharmed), V2 errors for any method, and bounded metric labels."""
+    log = tmp_path_factory.mktemp("lane") / f"lane-{lane}.log"
+    env = {
+        "OIP_MODELS": "iris,slow",
+        "OIP_FAST_LANE": lane,
+        "OIP_DEFAULT_VERSION": "best",
+        "OIP_REQUEST_TIMEOUT_S": "1",
+    }
+    server = start_server(store.home, env, log)
+    tags = store.tags["iris"]
+    accuracy = {t: bentoml.models.get(t).info.metadata["metrics"]["accuracy"] for t in tags}
+    best = max(tags, key=lambda t: accuracy[t])
+    assert best != tags[-1]  # the test store's latest iris is the weaker one
+    try:
+        with httpx.Client(base_url=server.url, timeout=30) as c:
+            meta = c.get("/v2/models/iris").json()
+            assert meta["properties"]["bentoml_tag"] == best
+            # 1,000 rows of the slow model take 2 s: past the 1 s deadline
+            rows = load_iris().data[np.arange(1000) % 150]
+            body = {
+                "inputs": [
+                    {
+                        "name": "input-0",
+                        "shape": [1000, 4],
+                        "datatype": "FP64",
+                        "data": rows.tolist(),
+                    }
+                ]
+            }
+            start = time.monotonic()
+            late = c.post("/v2/models/slow/infer", json=body)
+            assert (late.status_code, list(late.json())) == (504, ["error"]), late.text
+            assert time.monotonic() - start < 1.9
+            for method in ("TRACE", "PROPFIND", "DELETE"):
+                r = c.request(method, "/v2/models/iris")
+                assert (r.status_code, list(r.json())) == (405, ["error"]), (method, r.text)
+                assert r.headers["allow"] == "GET, HEAD"
+            for i in range(3):
+                assert c.get(f"/v2/models/invented-{i}/infer").status_code == 405
+            assert c.get("/v2/health/ready").status_code == 200
+            metrics = c.get("/metrics").text
+        ours = [m for m in metrics.splitlines() if m.startswith("oip_request_duration_seconds")]
+        assert ours and not [m for m in ours if "invented-" in m]
+        assert any('status="504"' in m and 'model="slow"' in m for m in ours)
+        assert "Traceback" not in log.read_text()
+    finally:
+        stop_server(server)

@@ -1,77 +1,76 @@
-"""The fast lane: V2 requests go straight to the V2 app, the rest to BentoML's app."""
+"""The BentoML seam in process: ``Gateway.to_asgi()``, BentoML's own app, with the lane on and
+off; both must answer the V2 routes the same way, errors and metrics included."""
 
 from __future__ import annotations
 
-import logging
+import json
+from collections.abc import Iterator
+from pathlib import Path
 
+import prometheus_client
 import pytest
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import PlainTextResponse
-from starlette.routing import Route
 from starlette.testclient import TestClient
 
-from adapters.gateway import V2FastLane, is_v2, route_of
+from adapters.lane import V2FastLane
+
+from .conftest import Store
+
+DATA = Path(__file__).parent / "data"
 
 
-def tagged(name: str) -> Starlette:
-    async def endpoint(request: Request) -> PlainTextResponse:
-        status = 404 if request.url.path.endswith("missing") else 200
-        return PlainTextResponse(name, status_code=status)
+@pytest.fixture(scope="module")
+def lane(store: Store) -> Iterator[TestClient]:
+    """``service.Gateway.to_asgi()``, imported once the test store has models (the service lists
+    them at import), started once: BentoML registers its metrics when it builds its app, so
+    one process builds it once."""
+    import service
 
-    return Starlette(routes=[Route("/{path:path}", endpoint, methods=["GET", "POST"])])
-
-
-@pytest.mark.parametrize(
-    ("path", "expected"),
-    [
-        ("/v2", True),
-        ("/v2/", True),
-        ("/v2/models/x/infer", True),
-        ("/v2x", False),
-        ("/metrics", False),
-        ("/livez", False),
-        ("/", False),
-    ],
-)
-def test_is_v2(path: str, expected: bool) -> None:
-    assert is_v2(path) is expected
+    app = service.Gateway.to_asgi()
+    assert isinstance(app, V2FastLane)
+    with TestClient(app) as c:  # raise_server_exceptions: nothing may escape to the server
+        yield c
 
 
-@pytest.mark.parametrize(
-    ("path", "labels"),
-    [
-        ("/v2", ("server", "")),
-        ("/v2/health/ready", ("health", "")),
-        ("/v2/models/iris", ("metadata", "iris")),
-        ("/v2/models/iris/ready", ("ready", "iris")),
-        ("/v2/models/iris/infer", ("infer", "iris")),
-        ("/v2/models/iris/versions/best", ("metadata", "iris")),
-        ("/v2/models/iris/versions/best/infer", ("infer", "iris")),
-        ("/v2/models/iris/versions/best/ready", ("ready", "iris")),
-    ],
-)
-def test_route_labels(path: str, labels: tuple[str, str]) -> None:
-    assert route_of(path) == labels
+@pytest.fixture(params=["lane", "no-lane"])
+def client(request: pytest.FixtureRequest, lane: TestClient) -> TestClient:
+    """The lane, or what ``to_asgi`` returns with the lane off: BentoML's app, whose full
+    middleware stack reaches the V2 app as a mounted app."""
+    if request.param == "lane":
+        return lane
+    fallback = lane.app.fallback  # type: ignore[attr-defined]
+    return TestClient(fallback)
 
 
-def test_v2_requests_take_the_lane_and_the_rest_goes_to_bentoml(
-    caplog: pytest.LogCaptureFixture,
-) -> None:
-    lane = V2FastLane(tagged("v2"), tagged("bentoml"), log_access=True)
-    with TestClient(lane) as client, caplog.at_level(logging.INFO, logger="bentoml.access"):
-        assert client.get("/v2/models/iris").text == "v2"
-        assert client.post("/v2/models/iris/missing").status_code == 404
-        assert client.get("/metrics").text == "bentoml"
-        assert client.get("/livez").text == "bentoml"
-    lines = [r.getMessage() for r in caplog.records if r.name == "bentoml.access"]
-    assert len(lines) == 2  # the lane logs its own requests only
-    assert "method=GET,path=/v2/models/iris) (status=200)" in lines[0]
-    assert "method=POST,path=/v2/models/iris/missing) (status=404)" in lines[1]
+def test_v2_routes_answer_through_bentoml_app(client: TestClient) -> None:
+    assert client.get("/v2/health/ready").json() == {"ready": True}
+    golden = json.loads((DATA / "iris_request.json").read_text())
+    response = client.post("/v2/models/iris/infer", json=golden)
+    assert response.status_code == 200
+    assert response.json()["model_name"] == "iris"
 
 
-def test_access_log_off(caplog: pytest.LogCaptureFixture) -> None:
-    lane = V2FastLane(tagged("v2"), tagged("bentoml"), log_access=False)
-    with TestClient(lane) as client, caplog.at_level(logging.INFO, logger="bentoml.access"):
-        assert client.get("/v2").text == "v2"
-    assert not [r for r in caplog.records if r.name == "bentoml.access"]
+@pytest.mark.parametrize("method", ["TRACE", "PROPFIND", "DELETE", "PATCH"])
+def test_any_method_on_a_v2_path_is_a_v2_405(client: TestClient, method: str) -> None:
+    response = client.request(method, "/v2/models/iris")
+    assert response.status_code == 405
+    assert list(response.json()) == ["error"]
+    assert response.headers["allow"] == "GET, HEAD"
+
+
+def test_bentoml_routes_stay_beside_v2(client: TestClient) -> None:
+    assert client.get("/livez").status_code == 200
+    assert client.get("/v2/nothing").status_code == 404
+
+
+def test_metrics_labels_come_from_the_registry(client: TestClient) -> None:
+    for i in range(5):
+        client.get(f"/v2/models/invented-{i}/infer")  # 405 on a name nobody serves
+        client.get(f"/v2/models/invented-{i}")  # 404
+    client.get("/v2/models/iris/versions/best")
+    # in process, BentoML has no multiprocess metrics directory: read this process's registry
+    metrics = prometheus_client.generate_latest().decode()
+    ours = [m for m in metrics.splitlines() if m.startswith("oip_")]
+    assert ours and not [m for m in ours if "invented-" in m]
+    series = [m for m in ours if m.startswith("oip_request_duration_seconds_count")]
+    assert any('model="iris"' in s and 'endpoint="metadata"' in s for s in series), series
+    assert all('version=""' in s or 'model="iris"' in s for s in series)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import re
 from pathlib import Path
 
 import pytest
@@ -44,7 +45,9 @@ def test_locust_scenarios_run_without_failures(live: LiveServer, tmp_path: Path)
     assert (tmp_path / "report.html").stat().st_size > 0
 
 
-def test_a_threshold_breach_exits_non_zero(live: LiveServer, tmp_path: Path) -> None:
+def test_a_threshold_breach_exits_non_zero(
+    live: LiveServer, tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
     code = run.main(
         [
             "--url",
@@ -61,7 +64,13 @@ def test_a_threshold_breach_exits_non_zero(live: LiveServer, tmp_path: Path) -> 
             str(tmp_path),
         ]
     )
+    out = capfd.readouterr().out  # locust's stdout is this process's fd 1
     assert code != 0
+    # the p99 check failed, not locust, the server or a request (any of which also exit non-zero)
+    assert re.search(
+        r"load: FAIL p99 \d+ ms is over the threshold LOAD_MAX_P99_MS=0\.001\b", out
+    ), out
+    assert "requests failed" not in out, out
 
 
 def test_nothing_listening_is_an_error(tmp_path: Path) -> None:

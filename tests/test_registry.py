@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from sklearn.linear_model import LinearRegression
 
+from adapters import Settings, build_dataplane
 from adapters.errors import ModelNotFound, VersionNotFound
 from adapters.registry import ModelVersion, Registry, ServedModel
 from adapters.schemas import Datatype
@@ -64,7 +65,8 @@ def test_unknown_names_and_versions() -> None:
 
 
 def test_from_store_reads_metrics_and_signature(store: Store) -> None:
-    registry = Registry.from_store(["iris", "diabetes"], {"diabetes": "best"})
+    settings = Settings.from_env({"OIP_DEFAULT_VERSION": "diabetes=best"})
+    registry = Registry.from_store(["iris", "diabetes"], settings.default_version)
     iris = registry.model("iris")
     assert sorted(iris.versions) == sorted(t.split(":")[1] for t in store.tags["iris"])
     accuracy = {v.version: float(v.properties["metrics.accuracy"]) for v in iris.versions.values()}
@@ -74,14 +76,35 @@ def test_from_store_reads_metrics_and_signature(store: Store) -> None:
     assert diabetes.score == -float(diabetes.properties["metrics.rmse"])
     assert diabetes.signature.inputs[0].shape == (-1, 10)
     with pytest.raises(ValueError, match="train it first"):
-        Registry.from_store(["never-trained"], {})
+        Registry.from_store(["never-trained"], Settings().default_version)
 
 
 def test_a_model_saved_without_metadata_still_gets_a_signature(store: Store) -> None:
     X = np.arange(12, dtype=np.float64).reshape(6, 2)
     bentoml.sklearn.save_model("plain", LinearRegression().fit(X, X.sum(axis=1)))
-    plain = Registry.from_store(["plain"], {}).resolve("plain", None)
-    assert plain.signature.inputs == (TensorSpec("input-0", Datatype.FP64, (-1, 2)),)
-    assert plain.signature.output_names == ("predict",)
-    assert plain.score is None
-    bentoml.models.delete("plain")
+    try:
+        plain = Registry.from_store(["plain"], Settings().default_version).resolve("plain", None)
+        assert plain.signature.inputs == (TensorSpec("input-0", Datatype.FP64, (-1, 2)),)
+        assert plain.signature.output_names == ("predict",)
+        assert plain.score is None
+    finally:
+        bentoml.models.delete("plain")
+
+
+@pytest.mark.parametrize("value", ["best", "*=best", "iris=best"])
+def test_default_version_for_all_models_reaches_the_data_plane(store: Store, value: str) -> None:
+    """``OIP_DEFAULT_VERSION=best`` (every model) as well as ``iris=best``, through the wiring
+    the server uses; the test store's latest iris is the weaker one, so best != latest."""
+    settings = Settings.from_env({"OIP_MODELS": "iris", "OIP_DEFAULT_VERSION": value})
+    registry = build_dataplane(settings).registry
+    best, latest = registry.resolve("iris", "best"), registry.resolve("iris", "latest")
+    assert best is not latest
+    assert registry.resolve("iris", None) is best
+
+
+def test_metric_labels_are_bounded_by_the_registry() -> None:
+    registry = Registry([ServedModel("m", [version("m", "a", 0, None)])])
+    assert registry.labels("m", None) == ("m", "a")
+    assert registry.labels("m", "latest") == ("m", "a")
+    assert registry.labels("m", "invented") == ("m", "")
+    assert registry.labels("invented", "a") == ("", "")

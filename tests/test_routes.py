@@ -11,6 +11,7 @@ import pytest
 from starlette.testclient import TestClient
 
 from adapters import Settings, build_app, build_dataplane
+from adapters.schemas import InferenceResponse, ModelMetadata, ServerMetadata
 
 from .conftest import Store
 
@@ -76,17 +77,41 @@ def test_best_and_latest_follow_the_metrics(client: TestClient, store: Store) ->
     assert latest == store.tags["iris"][-1]
 
 
-def test_infer_golden(client: TestClient) -> None:
-    response = client.post("/v2/models/iris/infer", json=golden("iris_request.json"))
+def test_infer_golden(client: TestClient, store: Store) -> None:
+    """The whole response, field by field, against ``tests/data/iris_response.json`` (written
+    from scikit-learn's own predict_proba on the FP32 inputs cast to FP64, not by the server)."""
+    version = store.tags["iris"][0].split(":")[1]  # the C=1.0 iris the golden file is for
+    response = client.post(
+        f"/v2/models/iris/versions/{version}/infer", json=golden("iris_request.json")
+    )
     assert response.status_code == 200
+    assert response.headers["content-type"] == "application/json"
     body = response.json()
-    assert body["id"] == "golden-1"
-    assert body["model_name"] == "iris"
-    assert [(o["name"], o["shape"], o["datatype"]) for o in body["outputs"]] == [
-        ("predict_proba", [2, 3], "FP64")
-    ]
-    for row in (body["outputs"][0]["data"][:3], body["outputs"][0]["data"][3:]):
-        assert sum(row) == pytest.approx(1.0)
+    InferenceResponse.model_validate(body)  # the wire format the schemas document
+    expected = golden("iris_response.json")
+    expected["model_version"] = version
+    data, expected_data = body["outputs"][0].pop("data"), expected["outputs"][0].pop("data")
+    assert body == expected
+    assert data == pytest.approx(expected_data, rel=1e-9, abs=1e-15)
+
+
+@pytest.mark.parametrize("path", ["/v2/models/iris", "/v2/models/text/versions/latest"])
+def test_metadata_matches_its_schema(client: TestClient, path: str) -> None:
+    ModelMetadata.model_validate(client.get(path).json())
+
+
+def test_server_metadata_matches_its_schema(client: TestClient) -> None:
+    ServerMetadata.model_validate(client.get("/v2").json())
+
+
+def test_a_value_that_overflows_the_model_dtype_is_refused(client: TestClient) -> None:
+    """1e300 declared FP32 would silently be ``inf``: a 400 naming the range instead."""
+    body = {
+        "inputs": [{"name": "input-0", "shape": [1, 4], "datatype": "FP32", "data": [1e300] * 4}]
+    }
+    response = client.post("/v2/models/iris/infer", json=body)
+    assert response.status_code == 400
+    assert "range of FP32" in response.json()["error"]
 
 
 @pytest.mark.parametrize(

@@ -1,12 +1,28 @@
-"""Execution: merged batches give exactly the unbatched answers; bad calls fail alone."""
+"""Execution: merged batches give exactly the unbatched answers; bad calls fail alone; the
+in-process executor's inline decision and worker thread; the runner client's retry, overload
+mapping and readiness."""
 
 from __future__ import annotations
 
+import asyncio
+import threading
+import time
+from datetime import UTC, datetime
+from http import HTTPStatus
+from typing import Any
+
+import aiohttp
 import numpy as np
+import pytest
+from bentoml.exceptions import BentoMLException
 from sklearn.datasets import load_iris
 from sklearn.linear_model import LogisticRegression
 
-from adapters.runtime import PredictFailed, predict_batch, predict_one
+from adapters.errors import BadRequest, Overloaded
+from adapters.registry import ModelVersion
+from adapters.runtime import InProcess, PredictFailed, RunnerClient, predict_batch, predict_one
+from adapters.schemas import Datatype
+from adapters.signature import Signature, TensorSpec
 
 X, y = load_iris(return_X_y=True)
 A = LogisticRegression(max_iter=500).fit(X, y)
@@ -41,3 +57,170 @@ def test_one_bad_call_in_a_merged_batch_fails_alone() -> None:
     assert isinstance(results[0], dict)
     assert isinstance(results[1], PredictFailed)
     assert "infinity" in results[1].message
+
+
+# --- InProcess: the inline decision, the worker thread, abandoned calls -----------------------
+
+
+class Switchable:
+    """A real estimator whose predict can be made slow, as a heavy version or input would."""
+
+    def __init__(self, estimator: Any) -> None:
+        self.estimator = estimator
+        self.delay_s = 0.0
+        self.threads: list[str] = []
+
+    def predict(self, rows: np.ndarray) -> np.ndarray:
+        self.threads.append(threading.current_thread().name)
+        if self.delay_s:
+            time.sleep(self.delay_s)
+        return np.asarray(self.estimator.predict(rows))
+
+
+def iris_version(tag: str = "iris:a") -> ModelVersion:
+    name, version = tag.split(":")
+    signature = Signature((TensorSpec("input-0", Datatype.FP64, (-1, 4)),), ())
+    return ModelVersion(name, version, signature, "sklearn_x", datetime(2026, 1, 1, tzinfo=UTC))
+
+
+def test_quick_models_run_inline_and_a_model_that_turns_slow_leaves_the_loop() -> None:
+    model = Switchable(A)
+    executor = InProcess({"iris:a": model}, inline_budget_s=0.01)  # generous: CI is noisy
+    version = iris_version()
+    main = threading.current_thread().name
+
+    async def scenario() -> None:
+        await executor.predict(version, ("predict",), X[:1])  # unknown cost: worker thread
+        assert model.threads[-1] != main
+        for _ in range(20):
+            await executor.predict(version, ("predict",), X[:1])
+        assert model.threads[-1] == main  # measured quick: inline
+        model.delay_s = 0.2
+        await executor.predict(version, ("predict",), X[:1])  # inline, and timed
+        await executor.predict(version, ("predict",), X[:1])
+        assert model.threads[-1] != main  # slow now: off the event loop again
+
+    asyncio.run(scenario())
+
+
+def test_big_inputs_never_run_inline() -> None:
+    model = Switchable(A)
+    executor = InProcess({"iris:a": model}, inline_max_rows=4)
+    executor.small_call_s["iris:a"] = 0.0  # known quick
+    asyncio.run(executor.predict(iris_version(), ("predict",), X[:50]))
+    assert model.threads[-1] != threading.current_thread().name
+
+
+def test_a_failing_drain_fails_its_calls_and_keeps_serving() -> None:
+    class Broken:
+        def predict(self, rows: np.ndarray) -> np.ndarray:
+            raise RuntimeError("a bug")
+
+    executor = InProcess({"iris:a": Broken(), "iris:b": B})
+
+    async def scenario() -> None:
+        with pytest.raises(RuntimeError, match="a bug"):
+            await executor.predict(iris_version("iris:a"), ("predict",), X[:1])
+        out = await executor.predict(iris_version("iris:b"), ("predict",), X[:1])
+        assert out["predict"].tolist() == B.predict(X[:1]).tolist()
+
+    asyncio.run(scenario())
+
+
+def test_an_estimator_refusing_the_input_is_a_400() -> None:
+    bad = X[:1].copy()
+    bad[0, 0] = np.nan
+    with pytest.raises(BadRequest, match="rejected the input"):
+        asyncio.run(InProcess({"iris:a": A}).predict(iris_version(), ("predict",), bad))
+
+
+def test_an_abandoned_call_is_not_run() -> None:
+    model = Switchable(A)
+    model.delay_s = 0.2
+    executor = InProcess({"iris:a": model})
+
+    async def scenario() -> None:
+        first = asyncio.ensure_future(executor.predict(iris_version(), ("predict",), X[:1]))
+        await asyncio.sleep(0.05)  # the first predict is running in the worker thread
+        second = asyncio.ensure_future(executor.predict(iris_version(), ("predict",), X[1:2]))
+        await asyncio.sleep(0)
+        second.cancel()  # e.g. its deadline passed while it was queued
+        await first
+        await asyncio.sleep(0.05)
+
+    asyncio.run(scenario())
+    assert len(model.threads) == 1
+
+
+# --- RunnerClient: retry, overload, readiness ------------------------------------------------
+
+
+class FakeRunner:
+    """Stands in for the ``bentoml.depends`` client: ``to_async.run`` / ``to_async.ready``
+    answer from scripted outcomes (an exception is raised, anything else returned)."""
+
+    def __init__(self, run: list[Any], ready: list[Any] | None = None) -> None:
+        self.outcomes = {"run": run, "ready": ready or []}
+        self.calls = {"run": 0, "ready": 0}
+        self.to_async = self
+
+    async def _next(self, kind: str) -> Any:
+        self.calls[kind] += 1
+        outcome = self.outcomes[kind].pop(0)
+        if isinstance(outcome, BaseException):
+            raise outcome
+        if outcome == "hang":
+            await asyncio.sleep(3600)
+        return outcome
+
+    async def run(self, calls: list[Any]) -> list[Any]:
+        return [await self._next("run")]  # type: ignore[no-any-return]
+
+    async def ready(self) -> bool:
+        return bool(await self._next("ready"))
+
+
+OK = {"predict": np.array([0])}
+
+
+def test_a_call_racing_a_closed_connection_is_sent_once_more() -> None:
+    runner = FakeRunner(run=[aiohttp.ServerDisconnectedError(), OK])
+    out = asyncio.run(RunnerClient(runner).predict(iris_version(), ("predict",), X[:1]))
+    assert out["predict"].tolist() == [0]
+    assert runner.calls["run"] == 2
+
+
+def test_a_second_connection_failure_is_not_retried_again() -> None:
+    runner = FakeRunner(run=[aiohttp.ServerDisconnectedError(), aiohttp.ServerDisconnectedError()])
+    with pytest.raises(aiohttp.ClientConnectionError):
+        asyncio.run(RunnerClient(runner).predict(iris_version(), ("predict",), X[:1]))
+    assert runner.calls["run"] == 2
+
+
+def test_an_overloaded_runner_is_a_503() -> None:
+    busy = BentoMLException("busy", error_code=HTTPStatus.SERVICE_UNAVAILABLE)
+    runner = FakeRunner(run=[busy])
+    with pytest.raises(Overloaded, match="overloaded"):
+        asyncio.run(RunnerClient(runner).predict(iris_version(), ("predict",), X[:1]))
+
+
+def test_a_refused_input_on_the_runner_is_a_400() -> None:
+    runner = FakeRunner(run=[PredictFailed("Input contains NaN")])
+    with pytest.raises(BadRequest, match="NaN"):
+        asyncio.run(RunnerClient(runner).predict(iris_version(), ("predict",), X[:1]))
+
+
+def test_readiness_is_remembered_for_a_short_while_only() -> None:
+    runner = FakeRunner(run=[], ready=[True, ConnectionRefusedError(), "hang", True])
+    client = RunnerClient(runner, ready_ttl_s=0.1, ready_timeout_s=0.1)
+
+    async def scenario() -> list[bool]:
+        states = [await client.ready(), await client.ready()]  # the second is cached
+        await asyncio.sleep(0.15)
+        states.append(await client.ready())  # the runner died
+        states.append(await client.ready())  # the runner hangs: bounded by the timeout
+        states.append(await client.ready())  # back
+        return states
+
+    assert asyncio.run(scenario()) == [True, True, False, False, True]
+    assert runner.calls["ready"] == 4

@@ -16,21 +16,26 @@ def test_cli_saves_a_new_version_with_the_override(
     store: Store, capsys: pytest.CaptureFixture[str]
 ) -> None:
     before = {str(m.tag) for m in stored_versions("diabetes")}
-    assert train.main(["--model", "diabetes", "--param", "alpha=5.0"]) == 0
+    code = train.main(["--model", "diabetes", "--param", "alpha=5.0"])
     new = {str(m.tag) for m in stored_versions("diabetes")} - before
-    assert len(new) == 1
-    (tag,) = new
-    assert tag in capsys.readouterr().out
-    meta = bentoml.models.get(tag).info.metadata
-    assert meta["params"]["alpha"] == 5.0
-    assert meta["overrides"] == {"alpha": "5.0"}
-    assert set(meta["metrics"]) == {"r2", "rmse", "mae"}
-    assert meta["selection_metric"] == {"name": "rmse", "goal": "min"}
-    assert meta["dataset"]["n_train"] + meta["dataset"]["n_test"] == meta["dataset"]["n_samples"]
-    signature = Signature.from_dict(meta["signature"])
-    assert signature.inputs[0].shape == (-1, 10)
-    assert bentoml.models.get(tag).info.labels["task"] == "regression"
-    bentoml.models.delete(tag)
+    try:  # the session store is shared: never leave this version behind for later tests
+        assert code == 0
+        assert len(new) == 1
+        (tag,) = new
+        assert tag in capsys.readouterr().out
+        meta = bentoml.models.get(tag).info.metadata
+        assert meta["params"]["alpha"] == 5.0
+        assert meta["overrides"] == {"alpha": "5.0"}
+        assert set(meta["metrics"]) == {"r2", "rmse", "mae"}
+        assert meta["selection_metric"] == {"name": "rmse", "goal": "min"}
+        dataset = meta["dataset"]
+        assert dataset["n_train"] + dataset["n_test"] == dataset["n_samples"]
+        signature = Signature.from_dict(meta["signature"])
+        assert signature.inputs[0].shape == (-1, 10)
+        assert bentoml.models.get(tag).info.labels["task"] == "regression"
+    finally:
+        for created in new:
+            bentoml.models.delete(created)
 
 
 def test_text_model_signature_is_bytes(store: Store) -> None:

@@ -1,4 +1,5 @@
-"""Glue between the configuration and the BentoML services, so ``service.py`` stays declarative.
+"""Wiring: configuration -> registry, executors and data plane, so ``service.py`` stays
+declarative.
 
 Each function answers one question a service asks at start-up: which stored versions does the
 Bento carry, which estimators does this process load, how is the data plane wired.
@@ -36,7 +37,7 @@ def load_registry(
     beside it has newer ones.
     """
     names = settings.models if placement is None else settings.models_in(placement)
-    return Registry.from_store(names, settings.default_versions, only=bento_tags(bento))
+    return Registry.from_store(names, settings.default_version, only=bento_tags(bento))
 
 
 def runner_estimators(settings: Settings, *, bento: Any = None) -> dict[str, Any]:
@@ -69,5 +70,9 @@ def build_dataplane(settings: Settings, runner: Any = None, *, bento: Any = None
         else:
             executors[name] = remote
     return DataPlane(
-        registry, executors, server_name=settings.server_name, server_version=__version__
+        registry,
+        executors,
+        server_name=settings.server_name,
+        server_version=__version__,
+        request_timeout_s=settings.request_timeout_s,
     )

@@ -1,0 +1,84 @@
+"""The fast lane: a pure ASGI switch that hands ``/v2`` requests straight to the V2 router.
+
+BentoML 1.4 wraps every request of an entry service in its own ASGI middlewares before a mounted
+app sees it; for a tiny model that stack, not the model, is the cost (README "Performance").
+:class:`V2FastLane` sits in front of BentoML's app: ``/v2`` HTTP requests go to the V2 app's
+router, everything else (``/metrics``, ``/livez``, ``/readyz``, lifespan) to BentoML's app.
+What the lane skips, and what it puts back, is listed in :mod:`adapters.gateway`.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+access_log = logging.getLogger("bentoml.access")  # BentoML's own access logger and handlers
+V2_PREFIX = "/v2"
+
+
+def is_v2(path: str) -> bool:
+    return path == V2_PREFIX or path.startswith(V2_PREFIX + "/")
+
+
+class V2FastLane:
+    """Route ``/v2`` HTTP requests to ``v2_app`` and the rest to ``fallback``.
+
+    Args:
+        v2_app: the V2 Starlette app (its router is called directly).
+        fallback: BentoML's app, for every other request.
+        log_access: one line per V2 request on BentoML's access logger, in its format.
+    """
+
+    def __init__(self, v2_app: ASGIApp, fallback: ASGIApp, *, log_access: bool) -> None:
+        self.v2_app = v2_app
+        # NOTE: the lane calls the V2 app's router, past Starlette's app-level error middlewares
+        # (a measurable share of a small request); the routes answer their own errors.
+        self.v2_router: ASGIApp = getattr(v2_app, "router", v2_app)
+        self.fallback = fallback
+        self.log_access = log_access
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not is_v2(scope["path"]):
+            await self.fallback(scope, receive, send)
+            return
+        scope["app"] = self.v2_app
+        if not (self.log_access and access_log.isEnabledFor(logging.INFO)):
+            await self.v2_router(scope, receive, send)
+            return
+        await self._logged(scope, receive, send)
+
+    async def _logged(self, scope: Scope, receive: Receive, send: Send) -> None:
+        start = time.perf_counter()
+        status = 500
+
+        async def sending(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.v2_router(scope, receive, sending)
+        finally:
+            client = scope.get("client") or ("-", 0)
+            # a record made directly: Logger.info would also look up the caller's frame
+            access_log.handle(
+                access_log.makeRecord(
+                    access_log.name,
+                    logging.INFO,
+                    __file__,
+                    0,
+                    "%s:%s (scheme=http,method=%s,path=%s) (status=%s) %.3fms",
+                    (
+                        client[0],
+                        client[1],
+                        scope["method"],
+                        scope["path"],
+                        status,
+                        (time.perf_counter() - start) * 1000,
+                    ),
+                    None,
+                )
+            )
