@@ -106,6 +106,8 @@ class RouteNotFound(NotFound):
 
 
 class MethodNotAllowed(OIPError):
+    """Raised with an ``Allow`` header listing the path's methods."""
+
     status_code = 405
 
 
@@ -114,10 +116,15 @@ class NotReady(OIPError):
 
 
 class Overloaded(NotReady):
-    pass
+    """Answered with ``Retry-After``: the condition passes as the queue drains."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, headers={"Retry-After": "1"})
 
 
 class DeadlineExceeded(OIPError):
+    """The request's work is abandoned where it can be (a queued predict is dropped)."""
+
     status_code = 504
 
 
