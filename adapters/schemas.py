@@ -4,8 +4,9 @@ The request envelope is validated by pydantic (one pass, straight from the JSON 
 ``model_validate_json``); tensor ``data`` is deliberately typed ``Any`` so that pydantic never
 walks it element by element: numpy decodes it in :mod:`adapters.codecs`.
 
-Responses are built as plain dicts and written with orjson; the response models below exist to
-document the wire format (and to test it), not to re-validate every answer.
+Responses are built as plain dicts and written with orjson; the response models below document
+the wire format, and the tests validate real responses against them (``tests/test_routes.py``);
+they never re-validate an answer on the hot path.
 """
 
 from __future__ import annotations

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -243,3 +244,21 @@ def test_lane_off_default_best_deadline_and_any_method(
         assert "Traceback" not in log.read_text()
     finally:
         stop_server(server)
+
+
+def test_a_client_leaving_mid_body_is_neither_a_500_nor_an_error_log(live: LiveServer) -> None:
+    """Headers promise 10,000 bytes, 20 are sent, the socket closes: counted as 499, no log."""
+    host, port = live.url.removeprefix("http://").split(":")
+    for _ in range(3):
+        with socket.create_connection((host, int(port)), timeout=5) as s:
+            s.sendall(
+                b"POST /v2/models/iris/infer HTTP/1.1\r\nHost: x\r\n"
+                b"Content-Type: application/json\r\nContent-Length: 10000\r\n\r\n"
+                b'{"inputs": [{"name"'
+            )
+    time.sleep(0.5)
+    metrics = httpx.get(f"{live.url}/metrics").text
+    infer = [m for m in metrics.splitlines() if "oip_request_duration_seconds_count" in m]
+    assert not [m for m in infer if 'status="500"' in m], infer
+    assert any('status="499"' in m and 'endpoint="infer"' in m for m in infer), infer
+    assert "Traceback" not in live.log.read_text()
