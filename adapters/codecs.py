@@ -70,10 +70,7 @@ def decode_tensor(name: str, datatype: Datatype, shape: list[int], data: Any) ->
         InvalidTensor: bad shape, element count that does not match the shape, ragged nesting,
             or elements that are not of the datatype (e.g. 1.5 in INT32, 300 in UINT8).
     """
-    if any(isinstance(d, bool) or not isinstance(d, int) or d < 0 for d in shape):
-        raise InvalidTensor(f"input '{name}': shape {shape} must be non-negative integers")
-    if len(shape) > MAX_RANK:
-        raise InvalidTensor(f"input '{name}': {len(shape)} dimensions, at most {MAX_RANK}")
+    check_shape(name, shape)
     if not isinstance(data, list):
         raise InvalidTensor(f"input '{name}': data must be a JSON array")
     expected = math.prod(shape)
@@ -97,6 +94,14 @@ def decode_tensor(name: str, datatype: Datatype, shape: list[int], data: Any) ->
             raise InvalidTensor(f"input '{name}': {datatype.value} data has non-numeric elements")
         array = cast_exact(name, array, DATATYPE_TO_DTYPE[datatype])
     return array.reshape(shape)
+
+
+def check_shape(name: str, shape: list[int]) -> None:
+    """A shape is at most :data:`MAX_RANK` non-negative integers."""
+    if len(shape) > MAX_RANK:
+        raise InvalidTensor(f"input '{name}': {len(shape)} dimensions, at most {MAX_RANK}")
+    if any(isinstance(d, bool) or not isinstance(d, int) or d < 0 for d in shape):
+        raise InvalidTensor(f"input '{name}': shape {shape} must be non-negative integers")
 
 
 def _to_numpy(datatype: Datatype, data: list[Any]) -> Array:
@@ -171,7 +176,9 @@ def cast_exact(name: str, array: Array, target: np.dtype[Any]) -> Array:
             ) from None
 
 
-def encode_tensor(name: str, datatype: Datatype, array: Array) -> dict[str, Any]:
+def encode_tensor(
+    name: str, datatype: Datatype, array: Array, parameters: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """A JSON ``$response_output`` dict for an output array of the given datatype.
 
     Numeric ``data`` stays a flat numpy array: orjson writes it natively
@@ -181,7 +188,10 @@ def encode_tensor(name: str, datatype: Datatype, array: Array) -> dict[str, Any]
         data: Any = [_text(item) for item in array.ravel().tolist()]
     else:
         data = np.ascontiguousarray(array).ravel()
-    return {"name": name, "shape": list(array.shape), "datatype": datatype.value, "data": data}
+    tensor = {"name": name, "shape": list(array.shape), "datatype": datatype.value, "data": data}
+    if parameters:
+        tensor["parameters"] = parameters
+    return tensor
 
 
 def _text(item: Any) -> str:

@@ -23,6 +23,8 @@ OIP_TRACING            OpenTelemetry spans for V2 routes      ``0``
                        (``0``/``1``; needs OIP_FAST_LANE=0)
 OIP_REQUEST_TIMEOUT_S  deadline of one request (s): past it,  ``60``
                        504 ``{"error"}``, its predict dropped
+OIP_MAX_BODY_BYTES     largest request body, before and after ``67108864`` (64 MiB)
+                       decompression: past it, 413
 OIP_FAST_LANE          V2 requests skip BentoML's per-request ``1``
                        middlewares (``adapters/gateway.py``
                        lists each one and its stand-in)
@@ -94,6 +96,7 @@ class Settings:
     tracing: bool = False
     fast_lane: bool = True
     request_timeout_s: float = 60.0
+    max_body_bytes: int = 64 * 2**20
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -108,6 +111,7 @@ class Settings:
             max_batch_size=_number(env, "OIP_MAX_BATCH_SIZE", 64, int),
             max_latency_ms=_number(env, "OIP_MAX_LATENCY_MS", 10000, int),
             request_timeout_s=_number(env, "OIP_REQUEST_TIMEOUT_S", 60.0, float),
+            max_body_bytes=_number(env, "OIP_MAX_BODY_BYTES", 64 * 2**20, int),
             server_name=env.get("OIP_SERVER_NAME", "bentoml-oip-sklearn"),
             access_log=_flag(env.get("OIP_ACCESS_LOG", "0")),
             tracing=_flag(env.get("OIP_TRACING", "0")),

@@ -32,11 +32,13 @@ class DataPlane:
         server_name: str,
         server_version: str,
         request_timeout_s: float = 60.0,
+        max_body_bytes: int = 64 * 2**20,
     ) -> None:
         self.registry = registry
         self.executors = executors  # by model name
         self.server = {"name": server_name, "version": server_version, "extensions": []}
         self.request_timeout_s = request_timeout_s
+        self.max_body_bytes = max_body_bytes
 
     def server_metadata(self) -> dict[str, Any]:
         return self.server

@@ -15,6 +15,8 @@ The tree::
     │   ├── InvalidTensor          unknown datatype, shape/data mismatch, wrong element types
     │   ├── InputMismatch          inputs that do not fit the model's signature
     │   └── UnknownOutput          an ``outputs`` entry the model does not produce
+    ├── PayloadTooLarge (413)      a body (or its decompressed size) over OIP_MAX_BODY_BYTES
+    ├── UnsupportedMediaType (415) a Content-Encoding other than gzip or deflate
     ├── NotFound (404)
     │   ├── ModelNotFound
     │   ├── VersionNotFound
@@ -77,6 +79,14 @@ class InputMismatch(BadRequest):
 
 class UnknownOutput(BadRequest):
     pass
+
+
+class PayloadTooLarge(OIPError):
+    status_code = 413
+
+
+class UnsupportedMediaType(OIPError):
+    status_code = 415
 
 
 class NotFound(OIPError):

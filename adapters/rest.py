@@ -1,38 +1,47 @@
-"""The REST edge: a JSON inference body -> :class:`InferRequest`, :class:`InferResponse` -> JSON.
+"""The REST edge: an inference body -> :class:`InferRequest`, :class:`InferResponse` -> body.
 
-Parsing and writing JSON live here and only here, so the data plane never sees a transport's
-wire format. The envelope is validated by pydantic straight from the bytes; each tensor's ``data``
-is decoded by :func:`~adapters.codecs.decode_tensor` (numpy, never element by element).
+Parsing and writing the wire format live here and only here, so the data plane never sees it.
+The envelope is validated by pydantic straight from the bytes; each tensor is decoded from JSON
+``data`` by :func:`~adapters.codecs.decode_tensor` or from binary data by
+:func:`~adapters.binary.decode_raw` (numpy either way, never element by element).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import orjson
 from pydantic import ValidationError
 
+from .binary import HEADER, SIZE, BinaryReader, decode_raw, encode_raw, split_body
 from .codecs import decode_tensor, encode_tensor
-from .errors import InvalidJSON
+from .errors import InputMismatch, InvalidJSON, InvalidTensor
 from .messages import InferRequest, InferResponse, RequestedOutput, Tensor
-from .schemas import InferenceRequest
+from .schemas import InferenceRequest, RequestInput
 
 JSON_OPTIONS = orjson.OPT_SERIALIZE_NUMPY
 MAX_PROBLEMS = 10
 
 
-def read_infer_request(name: str, version: str | None, body: bytes) -> InferRequest:
-    """Parse and decode a JSON ``$inference_request`` for model ``name`` (``version`` or default).
+def read_infer_request(
+    name: str, version: str | None, body: bytes, *, header_length: str | None = None
+) -> InferRequest:
+    """Parse and decode a JSON ``$inference_request`` for model ``name`` (``version`` or default),
+    with tensors as JSON ``data`` or as binary data after a header of ``header_length`` bytes.
 
     Raises:
         InvalidJSON: the body is not JSON or not a V2 request object.
-        InvalidTensor: a tensor's data does not match its datatype or shape.
+        InvalidTensor: a tensor's data does not match its datatype or shape, or the binary
+            part does not add up.
+        InputMismatch: ``model_name``/``model_version`` in the body disagree with the path.
     """
-    envelope = parse_envelope(body)
-    inputs = [
-        Tensor(i.name, i.datatype, decode_tensor(i.name, i.datatype, i.shape, i.data), i.parameters)
-        for i in envelope.inputs
-    ]
+    header, binary = split_body(body, header_length)
+    envelope = parse_envelope(header)
+    _check_path(envelope, name, version)
+    reader = BinaryReader(binary)
+    inputs = [_input(tensor, reader) for tensor in envelope.inputs]
+    reader.finish()
     outputs = (
         None
         if envelope.outputs is None
@@ -41,18 +50,83 @@ def read_infer_request(name: str, version: str | None, body: bytes) -> InferRequ
     return InferRequest(name, version, inputs, outputs, envelope.id, envelope.parameters)
 
 
-def response_body(response: InferResponse) -> dict[str, Any]:
-    """The JSON ``$inference_response`` object (numeric data left as numpy arrays for orjson)."""
+def _check_path(envelope: InferenceRequest, name: str, version: str | None) -> None:
+    if envelope.model_name is not None and envelope.model_name != name:
+        raise InputMismatch(
+            f"model_name '{envelope.model_name[:100]}' in the body is not '{name}' of the path"
+        )
+    if envelope.model_version and version is not None and envelope.model_version != version:
+        raise InputMismatch(
+            f"model_version '{envelope.model_version[:100]}' in the body is not '{version}' "
+            "of the path"
+        )
+
+
+def _input(tensor: RequestInput, reader: BinaryReader) -> Tensor:
+    size = (tensor.parameters or {}).get(SIZE)
+    if size is None:
+        if tensor.data is None:
+            raise InvalidTensor(f"input '{tensor.name}': no data and no binary_data_size")
+        data = decode_tensor(tensor.name, tensor.datatype, tensor.shape, tensor.data)
+    elif tensor.data is not None:
+        raise InvalidTensor(f"input '{tensor.name}': both data and binary_data_size are given")
+    else:
+        raw = reader.take(tensor.name, size)
+        data = decode_raw(tensor.name, tensor.datatype, tensor.shape, raw)
+    return Tensor(tensor.name, tensor.datatype, data, tensor.parameters)
+
+
+def write_infer_response(
+    request: InferRequest, response: InferResponse
+) -> tuple[bytes, dict[str, str]]:
+    """The response body and its headers: JSON, or a JSON header followed by the outputs the
+    client asked for as binary data (``binary_data`` per output, ``binary_data_output`` for
+    all), with ``Inference-Header-Content-Length``."""
+    binary = _binary_outputs(request)
     body: dict[str, Any] = {
         "model_name": response.model_name,
         "model_version": response.model_version,
-        "outputs": [encode_tensor(t.name, t.datatype, t.data) for t in response.outputs],
     }
+    outputs, raw = [], []
+    for tensor in response.outputs:
+        if binary(tensor.name):
+            data = encode_raw(tensor.datatype, tensor.data)
+            raw.append(data)
+            params = {**(tensor.parameters or {}), SIZE: len(data)}
+            outputs.append(
+                {
+                    "name": tensor.name,
+                    "shape": list(tensor.shape),
+                    "datatype": tensor.datatype.value,
+                    "parameters": params,
+                }
+            )
+        else:
+            outputs.append(
+                encode_tensor(tensor.name, tensor.datatype, tensor.data, tensor.parameters)
+            )
+    body["outputs"] = outputs
     if response.id is not None:
         body["id"] = response.id
     if response.parameters:
         body["parameters"] = response.parameters
-    return body
+    header = dump_json(body)
+    if not raw:
+        return header, {"content-type": "application/json"}
+    headers = {"content-type": "application/octet-stream", HEADER: str(len(header))}
+    return b"".join([header, *raw]), headers
+
+
+def _binary_outputs(request: InferRequest) -> Callable[[str], bool]:
+    """Whether each output goes as binary: its own ``binary_data``, else the request's
+    ``binary_data_output``, else JSON."""
+    default = bool((request.parameters or {}).get("binary_data_output", False))
+    per_output = {
+        o.name: bool(o.parameters["binary_data"])
+        for o in request.outputs or ()
+        if o.parameters and "binary_data" in o.parameters
+    }
+    return lambda name: per_output.get(name, default)
 
 
 def dump_json(content: Any) -> bytes:

@@ -24,6 +24,8 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
+from .binary import HEADER
+from .bodies import MIN_COMPRESSED_RESPONSE, choose_encoding, compress, read_body
 from .dataplane import DataPlane
 from .errors import (
     ClientGone,
@@ -36,7 +38,7 @@ from .errors import (
     oip_error_response,
 )
 from .metrics import RequestMetrics
-from .rest import dump_json, read_infer_request, response_body
+from .rest import dump_json, read_infer_request, write_infer_response
 
 logger = logging.getLogger(__name__)
 Endpoint = Callable[[Request], Awaitable[Response]]
@@ -87,14 +89,22 @@ async def model_infer(request: Request) -> Response:
     dataplane = _dataplane(request)
     try:
         async with asyncio.timeout(dataplane.request_timeout_s):
-            infer = read_infer_request(*_model(request), await request.body())
+            body = await read_body(request, dataplane.max_body_bytes)
+            header_length = request.headers.get(HEADER)
+            infer = read_infer_request(*_model(request), body, header_length=header_length)
             response = await dataplane.infer(infer)
     except TimeoutError:
         raise DeadlineExceeded(
             f"the request did not complete in {dataplane.request_timeout_s:g} s "
             "(OIP_REQUEST_TIMEOUT_S)"
         ) from None
-    return json_response(response_body(response))
+    content, headers = write_infer_response(infer, response)
+    if len(content) >= MIN_COMPRESSED_RESPONSE:
+        encoding = choose_encoding(request.headers.get("accept-encoding"))
+        if encoding is not None:
+            content = compress(content, encoding)
+            headers["content-encoding"] = encoding
+    return Response(content, headers=headers)
 
 
 async def unknown_route(request: Request) -> Response:

@@ -45,13 +45,14 @@ class V2Model(BaseModel):
 
 
 class RequestInput(V2Model):
-    """``$request_input``: one input tensor; ``data`` is flat row-major or nested."""
+    """``$request_input``: one input tensor; ``data`` is flat row-major or nested, or absent
+    when the tensor is sent as binary data (``parameters.binary_data_size``)."""
 
     name: str
     shape: list[int] = Field(description="Each dimension a non-negative integer.")
     datatype: Datatype
     parameters: Parameters | None = None
-    data: Any
+    data: Any = None
 
 
 class RequestOutput(V2Model):
@@ -62,8 +63,17 @@ class RequestOutput(V2Model):
 
 
 class InferenceRequest(V2Model):
-    """``$inference_request``: ``id`` is echoed; ``outputs`` restricts what is returned."""
+    """``$inference_request``: ``id`` is echoed; ``outputs`` restricts what is returned.
 
+    ``model_name`` and ``model_version`` are accepted (the KServe SDK sends them) and must agree
+    with the path. Unknown top-level fields are ignored, so a client that adds its own does not
+    break; unknown fields inside a tensor are still an error, as they indicate a mistake.
+    """
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    model_name: str | None = None
+    model_version: str | None = None
     id: str | None = None
     parameters: Parameters | None = None
     inputs: list[RequestInput]

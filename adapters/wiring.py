@@ -75,4 +75,5 @@ def build_dataplane(settings: Settings, runner: Any = None, *, bento: Any = None
         server_name=settings.server_name,
         server_version=__version__,
         request_timeout_s=settings.request_timeout_s,
+        max_body_bytes=settings.max_body_bytes,
     )

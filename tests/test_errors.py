@@ -33,6 +33,8 @@ EXPECTED = {
     errors.NotReady: 503,
     errors.Overloaded: 503,
     errors.DeadlineExceeded: 504,
+    errors.PayloadTooLarge: 413,
+    errors.UnsupportedMediaType: 415,
     errors.Unsupported: 501,
 }
 

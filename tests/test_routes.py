@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import gzip
 import json
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 from starlette.testclient import TestClient
 
@@ -172,3 +175,106 @@ def test_text_model_accepts_n_by_1(client: TestClient) -> None:
         assert response.status_code == 200, response.text
         out = response.json()["outputs"][0]
         assert (out["datatype"], out["shape"]) == ("BYTES", [2])
+
+
+def test_envelope_fields_real_clients_send_are_accepted(client: TestClient) -> None:
+    """The KServe SDK sends ``model_name`` (and ``model_version``); other clients add fields of
+    their own at the top level: none of these may break a valid request."""
+    body = {
+        "model_name": "iris",
+        "model_version": "latest",
+        "client_extra": {"anything": 1},
+        "inputs": [{"name": "input-0", "shape": [1, 4], "datatype": "FP64", "data": [1, 2, 3, 4]}],
+    }
+    for path in ("/v2/models/iris/infer", "/v2/models/iris/versions/latest/infer"):
+        response = client.post(path, json=body)
+        assert response.status_code == 200, response.text
+        assert response.json()["model_name"] == "iris"
+
+
+def binary_request(x: np.ndarray, **parameters: object) -> tuple[bytes, dict[str, str]]:
+    header = json.dumps(
+        {
+            "inputs": [
+                {
+                    "name": "input-0",
+                    "shape": list(x.shape),
+                    "datatype": "FP64",
+                    "parameters": {"binary_data_size": x.nbytes},
+                }
+            ],
+            "parameters": parameters,
+        }
+    ).encode()
+    return header + x.astype("<f8").tobytes(), {"Inference-Header-Content-Length": str(len(header))}
+
+
+def test_binary_in_and_out_equal_json(client: TestClient) -> None:
+    x = np.array([[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3]])
+    body, headers = binary_request(x, binary_data_output=True)
+    response = client.post("/v2/models/iris/infer", content=body, headers=headers)
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"] == "application/octet-stream"
+    size = int(response.headers["inference-header-content-length"])
+    header = json.loads(response.content[:size])
+    raw = response.content[size:]
+    plain = {
+        "inputs": [{"name": "input-0", "shape": [2, 4], "datatype": "FP64", "data": x.tolist()}]
+    }
+    expected = {
+        o["name"]: o for o in client.post("/v2/models/iris/infer", json=plain).json()["outputs"]
+    }
+    offset = 0
+    for output in header["outputs"]:
+        n = output["parameters"]["binary_data_size"]
+        dtype = {"INT64": "<i8", "FP64": "<f8"}[output["datatype"]]
+        values = np.frombuffer(raw[offset : offset + n], dtype=dtype).tolist()
+        offset += n
+        assert values == expected[output["name"]]["data"]
+        assert "data" not in output
+    assert offset == len(raw)
+
+
+def test_binary_sizes_that_do_not_add_up_are_a_400(client: TestClient) -> None:
+    body, headers = binary_request(np.zeros((1, 4)))
+    response = client.post("/v2/models/iris/infer", content=body + b"\x00", headers=headers)
+    assert response.status_code == 400
+    assert "add up to 32 bytes, the body carries 33" in response.json()["error"]
+
+
+def test_compressed_request_and_response(client: TestClient) -> None:
+    x = np.tile([[5.1, 3.5, 1.4, 0.2]], (100, 1))
+    plain = {
+        "inputs": [{"name": "input-0", "shape": [100, 4], "datatype": "FP64", "data": x.tolist()}]
+    }
+    raw = json.dumps(plain).encode()
+    for encoding, packed in [("gzip", gzip.compress(raw)), ("deflate", zlib.compress(raw))]:
+        response = client.post(
+            "/v2/models/iris/infer",
+            content=packed,
+            headers={"Content-Encoding": encoding, "Accept-Encoding": encoding},
+        )
+        assert response.status_code == 200, response.text
+        assert response.headers["content-encoding"] == encoding  # the client decoded it
+        assert len(response.json()["outputs"][0]["data"]) == 100
+    small = client.post("/v2/models/iris/infer", json=golden("iris_request.json"))
+    assert "content-encoding" not in small.headers  # small answers are not worth compressing
+
+
+def test_body_limits_and_decompression_bombs(store: Store) -> None:
+    app = build_app()
+    settings = Settings(models=("iris",), max_body_bytes=10_000)
+    app.state.dataplane = build_dataplane(settings)
+    with TestClient(app) as c:
+        big = c.post("/v2/models/iris/infer", content=b" " * 10_001)
+        assert (big.status_code, list(big.json())) == (413, ["error"])
+        assert "OIP_MAX_BODY_BYTES" in big.json()["error"]
+        bomb = gzip.compress(b" " * 5_000_000)  # 5 MB of spaces in ~5 kB: 500x the limit
+        assert len(bomb) < 10_000
+        response = c.post(
+            "/v2/models/iris/infer", content=bomb, headers={"Content-Encoding": "gzip"}
+        )
+        assert response.status_code == 413, response.text
+        assert "decompressed body" in response.json()["error"]
+        odd = c.post("/v2/models/iris/infer", content=b"{}", headers={"Content-Encoding": "br"})
+        assert odd.status_code == 415
