@@ -93,8 +93,14 @@ class Gateway:
 
     def __init__(self) -> None:
         bento = service_of(Gateway).bento
-        app.state.dataplane = build_dataplane(settings, self.runner, bento=bento)
+        self.dataplane = app.state.dataplane = build_dataplane(settings, self.runner, bento=bento)
         gc.freeze()  # what start-up loaded is never garbage: keep it out of every collection
+
+    @bentoml.on_startup
+    def poll_the_store(self) -> None:
+        """OIP_POLL_INTERVAL_S: new versions in the store load by themselves."""
+        if settings.poll_interval_s:
+            self.dataplane.repository.start_polling(settings.poll_interval_s)
 
 
 if settings.fast_lane:

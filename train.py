@@ -39,7 +39,7 @@ from sklearn.pipeline import Pipeline
 
 from adapters import Settings, infer_signature
 from adapters.codecs import Array
-from adapters.registry import stored_versions
+from adapters.repository import stored_versions
 
 TEXT_DATA = Path(__file__).parent / "data" / "ml_projects.csv"
 

@@ -25,6 +25,8 @@ OIP_REQUEST_TIMEOUT_S  deadline of one request (s): past it,  ``60``
                        504 ``{"error"}``, its predict dropped
 OIP_MAX_BODY_BYTES     largest request body, before and after ``67108864`` (64 MiB)
                        decompression: past it, 413
+OIP_POLL_INTERVAL_S    reload served models from the store    ``0`` (off)
+                       every N s (new versions, aliases)
 OIP_FAST_LANE          V2 requests skip BentoML's per-request ``1``
                        middlewares (``adapters/gateway.py``
                        lists each one and its stand-in)
@@ -66,8 +68,11 @@ def _flag(value: str) -> bool:
     return value.strip().lower() not in ("0", "false", "no", "off", "")
 
 
-def _number(env: Mapping[str, str], name: str, default: N, kind: Callable[[str], N]) -> N:
-    """A positive number from ``env[name]``; a bad value fails naming the variable."""
+def _number(
+    env: Mapping[str, str], name: str, default: N, kind: Callable[[str], N], *, zero: bool = False
+) -> N:
+    """A positive number (or zero, if allowed) from ``env[name]``; a bad value fails naming the
+    variable."""
     raw = env.get(name, "").strip()
     if not raw:
         return default
@@ -75,8 +80,9 @@ def _number(env: Mapping[str, str], name: str, default: N, kind: Callable[[str],
         value = kind(raw)
     except ValueError:
         value = None
-    if value is None or not value > 0:
-        raise ValueError(f"{name}: {raw!r} is not a positive {kind.__name__}")
+    if value is None or not (value > 0 or (zero and value == 0)):
+        allowed = "zero or a positive" if zero else "a positive"
+        raise ValueError(f"{name}: {raw!r} is not {allowed} {kind.__name__}")
     return value
 
 
@@ -97,6 +103,7 @@ class Settings:
     fast_lane: bool = True
     request_timeout_s: float = 60.0
     max_body_bytes: int = 64 * 2**20
+    poll_interval_s: float = 0.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -112,6 +119,7 @@ class Settings:
             max_latency_ms=_number(env, "OIP_MAX_LATENCY_MS", 10000, int),
             request_timeout_s=_number(env, "OIP_REQUEST_TIMEOUT_S", 60.0, float),
             max_body_bytes=_number(env, "OIP_MAX_BODY_BYTES", 64 * 2**20, int),
+            poll_interval_s=_number(env, "OIP_POLL_INTERVAL_S", 0.0, float, zero=True),
             server_name=env.get("OIP_SERVER_NAME", "bentoml-oip-sklearn"),
             access_log=_flag(env.get("OIP_ACCESS_LOG", "0")),
             tracing=_flag(env.get("OIP_TRACING", "0")),

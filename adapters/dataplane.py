@@ -9,36 +9,42 @@ outputs, run the model through its executor, and label the outputs with their da
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import time
 from typing import Any
 
+from .classification import class_count, classify
 from .codecs import DATATYPE_TO_DTYPE, Array, cast_exact, datatype_of
 from .errors import InputMismatch, InvalidTensor, UnknownOutput, Unsupported
 from .messages import InferRequest, InferResponse, RequestedOutput, Tensor
-from .registry import ModelVersion, Registry
-from .runtime import Executor
+from .registry import ModelVersion
+from .repository import Repository
 from .schemas import Datatype
 from .signature import TensorSpec
+from .statistics import Statistics
+
+EXTENSIONS = ["binary_tensor_data", "model_repository", "statistics", "classification"]
 
 
 class DataPlane:
-    """Server and model metadata, health, and inference over a :class:`Registry`."""
+    """Server and model metadata, health, inference, the repository and statistics, over a
+    :class:`~adapters.repository.Repository` and its :class:`~adapters.registry.Registry`."""
 
     def __init__(
         self,
-        registry: Registry,
-        executors: Mapping[str, Executor],
+        repository: Repository,
         *,
         server_name: str,
         server_version: str,
         request_timeout_s: float = 60.0,
         max_body_bytes: int = 64 * 2**20,
     ) -> None:
-        self.registry = registry
-        self.executors = executors  # by model name
-        self.server = {"name": server_name, "version": server_version, "extensions": []}
+        self.repository = repository
+        self.registry = repository.registry
+        self.executors = repository.executors  # by model name
+        self.server = {"name": server_name, "version": server_version, "extensions": EXTENSIONS}
         self.request_timeout_s = request_timeout_s
         self.max_body_bytes = max_body_bytes
+        self.statistics = Statistics()
 
     def server_metadata(self) -> dict[str, Any]:
         return self.server
@@ -70,13 +76,49 @@ class DataPlane:
 
     async def infer(self, request: InferRequest) -> InferResponse:
         """Run one decoded inference request on the version it resolves to."""
+        start = time.perf_counter_ns()
         name = request.model_name
         resolved = self.registry.resolve(name, request.model_version)
-        rows = model_input(resolved, request.inputs)
-        methods = requested_outputs(resolved, request.outputs)
-        results = await self.executors[name].predict(resolved, methods, rows)
-        outputs = [Tensor(m, datatype_of(results[m]), results[m]) for m in methods]
+        stats = self.statistics.of(name, resolved.version)
+        rows = 0
+        try:
+            checked = time.perf_counter_ns()
+            x = model_input(resolved, request.inputs)
+            rows = len(x)
+            wanted = requested_outputs(resolved, request.outputs)
+            methods = tuple(dict.fromkeys(m for m, _ in wanted))
+            predicting = time.perf_counter_ns()
+            stats.add("compute_input", predicting - checked + request.decode_ns)
+            results = await self.executors[name].predict(resolved, methods, x)
+            done = time.perf_counter_ns()
+            stats.add("compute_infer", done - predicting)
+            outputs = [_output(resolved, m, count, results[m]) for m, count in wanted]
+            stats.add("compute_output", time.perf_counter_ns() - done)
+        except BaseException:
+            stats.finished(ok=False, rows=0, total_ns=time.perf_counter_ns() - start)
+            raise
+        stats.finished(ok=True, rows=rows, total_ns=time.perf_counter_ns() - start)
         return InferResponse(name, resolved.version, outputs, request.id)
+
+    def encoded(self, response: InferResponse, ns: int) -> None:
+        """The transport's time writing a response (statistics: ``compute_output``)."""
+        self.statistics.of(response.model_name, response.model_version).extend("compute_output", ns)
+
+    def model_statistics(self, name: str | None, version: str | None) -> dict[str, Any]:
+        """Statistics of every loaded version, of one model's versions, or of one version."""
+        if name is None:
+            pairs = [(v.name, v.version) for v in self.registry.all_versions()]
+        elif version is None:
+            pairs = [(name, v) for v in self.registry.model(name).versions]
+        else:
+            pairs = [(name, self.registry.resolve(name, version).version)]
+        return self.statistics.report(pairs)
+
+
+def _output(resolved: ModelVersion, method: str, count: int | None, array: Array) -> Tensor:
+    if count is None:
+        return Tensor(method, datatype_of(array), array)
+    return Tensor(method, Datatype.BYTES, classify(method, array, count, resolved.classes))
 
 
 def model_input(resolved: ModelVersion, inputs: list[Tensor]) -> Array:
@@ -128,15 +170,16 @@ def check_tensor(spec: TensorSpec, tensor: Tensor) -> Array:
 
 def requested_outputs(
     resolved: ModelVersion, outputs: list[RequestedOutput] | None
-) -> tuple[str, ...]:
-    """The outputs to compute: those requested, in request order, or all of the signature."""
+) -> list[tuple[str, int | None]]:
+    """The outputs to compute, in request order (all of the signature when none is asked for),
+    each with its classification count, if any."""
     available = resolved.signature.output_names
     if not outputs:
-        return available
-    names = tuple(dict.fromkeys(o.name for o in outputs))
-    unknown = [n for n in names if n not in available]
+        return [(name, None) for name in available]
+    unknown = [o.name for o in outputs if o.name not in available]
     if unknown:
         raise UnknownOutput(
             f"unknown output {unknown} for model '{resolved.name}'; available: {list(available)}"
         )
-    return names
+    wanted = {o.name: class_count(o.name, o.parameters) for o in outputs}
+    return list(wanted.items())

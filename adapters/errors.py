@@ -94,8 +94,9 @@ class NotFound(OIPError):
 
 
 class ModelNotFound(NotFound):
-    def __init__(self, name: str, *, served: Sequence[str] = ()) -> None:
-        super().__init__(f"Model '{_short(name)}' not found; served: {', '.join(served)}")
+    def __init__(self, name: str, *, served: Sequence[str] = (), why: str = "") -> None:
+        reason = f" ({why})" if why else ""
+        super().__init__(f"Model '{_short(name)}' not found{reason}; served: {', '.join(served)}")
 
 
 class VersionNotFound(NotFound):

@@ -58,6 +58,7 @@ class InferRequest:
     outputs: list[RequestedOutput] | None = None
     id: str | None = None
     parameters: Parameters | None = None
+    decode_ns: int = 0  # time the transport spent decoding it (statistics: compute_input)
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,11 +9,12 @@ aliases are computed from the store, never configured by hand:
   metrics where lower is better, e.g. rmse). Without one, ``best`` is ``latest``.
 
 Unversioned routes use the model's default (``OIP_DEFAULT_VERSION``, ``latest`` unless set).
+Reading the store is :mod:`adapters.repository`'s job; this module only resolves.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -33,6 +34,7 @@ class ModelVersion:
     created: datetime
     score: float | None = None  # the selection metric, oriented so that higher is better
     properties: dict[str, str] = field(default_factory=dict)
+    classes: tuple[str, ...] = ()  # class labels, by index (classification extension)
 
     @property
     def tag(self) -> str:
@@ -44,12 +46,15 @@ class ModelVersion:
         signature, in which case the estimator is loaded to derive one)."""
         info = stored.info
         metadata: dict[str, Any] = dict(info.metadata)
+        classes = tuple(str(metadata["classes"]).split(",")) if "classes" in metadata else ()
         if "signature" in metadata:
             signature = Signature.from_dict(metadata["signature"])
         else:
             import bentoml
 
-            signature = signature_without_metadata(bentoml.sklearn.load_model(stored))
+            estimator_object = bentoml.sklearn.load_model(stored)
+            signature = signature_without_metadata(estimator_object)
+            classes = classes or tuple(str(c) for c in getattr(estimator_object, "classes_", ()))
         estimator = metadata.get("estimator") or info.module.rsplit(".", 1)[-1]
         return cls(
             name=stored.tag.name,
@@ -59,6 +64,7 @@ class ModelVersion:
             created=info.creation_time,
             score=_score(metadata),
             properties=_properties(str(stored.tag), info.creation_time, metadata, info.labels),
+            classes=classes,
         )
 
 
@@ -88,17 +94,6 @@ def _flatten(value: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
         else:
             flat[f"{prefix}{key}"] = str(item)
     return flat
-
-
-def stored_versions(name: str) -> list[Any]:
-    """Every version of ``name`` in the current BentoML store (none is not an error here)."""
-    import bentoml
-    from bentoml.exceptions import NotFound as StoreNotFound
-
-    try:
-        return list(bentoml.models.list(name))
-    except StoreNotFound:
-        return []
 
 
 class ServedModel:
@@ -133,15 +128,25 @@ class ServedModel:
 
 
 class Registry:
-    """The served models, by name."""
+    """The loaded models, by name: what requests resolve against.
 
-    def __init__(self, models: Iterable[ServedModel]):
+    :class:`~adapters.repository.Repository` fills it from the store and replaces a model's
+    :class:`ServedModel` whole when it is (re)loaded, so a request resolves against one
+    consistent set of versions and aliases.
+    """
+
+    def __init__(self, models: Iterable[ServedModel] = ()):
         self.models = {m.name: m for m in models}
+        self.unloaded: set[str] = set()  # servable names unloaded through the repository API
 
     def model(self, name: str) -> ServedModel:
         try:
             return self.models[name]
         except KeyError:
+            if name in self.unloaded:
+                raise ModelNotFound(
+                    name, served=sorted(self.models), why="it is unloaded"
+                ) from None
             raise ModelNotFound(name, served=sorted(self.models)) from None
 
     def resolve(self, name: str, version: str | None) -> ModelVersion:
@@ -158,32 +163,3 @@ class Registry:
 
     def all_versions(self) -> list[ModelVersion]:
         return [v for m in self.models.values() for v in m.versions.values()]
-
-    @classmethod
-    def from_store(
-        cls,
-        names: Iterable[str],
-        default_version: Callable[[str], str],
-        *,
-        only: Collection[str] | None = None,
-    ) -> Registry:
-        """Read every stored version of each named model from the current BentoML store.
-
-        Args:
-            names: the served model names.
-            default_version: the version or alias of a model's unversioned routes, by name
-                (:meth:`Settings.default_version <adapters.config.Settings.default_version>`).
-            only: if given, the tags to consider (those a Bento references), so a Bento
-                serves what it was built with even when the store has newer versions.
-        """
-        models = []
-        for name in names:
-            stored = [m for m in stored_versions(name) if only is None or str(m.tag) in only]
-            versions = [ModelVersion.from_stored(m) for m in stored]
-            if not versions:
-                raise ValueError(
-                    f"model '{name}' has no version in the BentoML store; "
-                    "train it first (python train.py) or remove it from OIP_MODELS"
-                )
-            models.append(ServedModel(name, versions, default=default_version(name)))
-        return cls(models)

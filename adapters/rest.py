@@ -8,11 +8,12 @@ The envelope is validated by pydantic straight from the bytes; each tensor is de
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from .binary import HEADER, SIZE, BinaryReader, decode_raw, encode_raw, split_body
 from .codecs import decode_tensor, encode_tensor
@@ -21,6 +22,7 @@ from .messages import InferRequest, InferResponse, RequestedOutput, Tensor
 from .schemas import InferenceRequest, RequestInput
 
 JSON_OPTIONS = orjson.OPT_SERIALIZE_NUMPY
+M = TypeVar("M", bound=BaseModel)
 MAX_PROBLEMS = 10
 
 
@@ -36,6 +38,7 @@ def read_infer_request(
             part does not add up.
         InputMismatch: ``model_name``/``model_version`` in the body disagree with the path.
     """
+    start = time.perf_counter_ns()
     header, binary = split_body(body, header_length)
     envelope = parse_envelope(header)
     _check_path(envelope, name, version)
@@ -47,7 +50,10 @@ def read_infer_request(
         if envelope.outputs is None
         else [RequestedOutput(o.name, o.parameters) for o in envelope.outputs]
     )
-    return InferRequest(name, version, inputs, outputs, envelope.id, envelope.parameters)
+    decode_ns = time.perf_counter_ns() - start
+    return InferRequest(
+        name, version, inputs, outputs, envelope.id, envelope.parameters, decode_ns=decode_ns
+    )
 
 
 def _check_path(envelope: InferenceRequest, name: str, version: str | None) -> None:
@@ -136,10 +142,15 @@ def dump_json(content: Any) -> bytes:
 
 def parse_envelope(body: bytes) -> InferenceRequest:
     """Validate the envelope straight from the bytes; tensor data is left to numpy."""
+    return parse_model(InferenceRequest, body, what="inference request")
+
+
+def parse_model(model: type[M], body: bytes, *, what: str = "request") -> M:
+    """A V2 message from JSON bytes; a body that is not one is a 400 saying why."""
     try:
-        return InferenceRequest.model_validate_json(body)
+        return model.model_validate_json(body)
     except ValidationError as exc:
-        raise InvalidJSON(describe_validation_error(exc)) from None
+        raise InvalidJSON(f"invalid {what}: {describe_validation_error(exc)}") from None
 
 
 def describe_validation_error(exc: ValidationError) -> str:
@@ -160,4 +171,4 @@ def describe_validation_error(exc: ValidationError) -> str:
     more = exc.error_count() - len(problems)
     if more > 0:
         problems.append(f"and {more} more")
-    return "invalid inference request: " + "; ".join(problems)
+    return "; ".join(problems)

@@ -38,7 +38,8 @@ from .errors import (
     oip_error_response,
 )
 from .metrics import RequestMetrics
-from .rest import dump_json, read_infer_request, write_infer_response
+from .rest import dump_json, parse_model, read_infer_request, write_infer_response
+from .schemas import RepositoryIndexRequest
 
 logger = logging.getLogger(__name__)
 Endpoint = Callable[[Request], Awaitable[Response]]
@@ -98,13 +99,40 @@ async def model_infer(request: Request) -> Response:
             f"the request did not complete in {dataplane.request_timeout_s:g} s "
             "(OIP_REQUEST_TIMEOUT_S)"
         ) from None
+    encoding_start = time.perf_counter_ns()
     content, headers = write_infer_response(infer, response)
+    dataplane.encoded(response, time.perf_counter_ns() - encoding_start)
     if len(content) >= MIN_COMPRESSED_RESPONSE:
         encoding = choose_encoding(request.headers.get("accept-encoding"))
         if encoding is not None:
             content = compress(content, encoding)
             headers["content-encoding"] = encoding
     return Response(content, headers=headers)
+
+
+async def model_statistics(request: Request) -> Response:
+    name = request.path_params.get("model_name")
+    version = request.path_params.get("model_version")
+    return json_response(_dataplane(request).model_statistics(name, version))
+
+
+async def repository_index(request: Request) -> Response:
+    """``POST /v2/repository/index``; the body (``{"ready": true}``) is optional."""
+    body = await read_body(request, 64 * 1024)
+    options = (
+        parse_model(RepositoryIndexRequest, body) if body.strip() else RepositoryIndexRequest()
+    )
+    return json_response(_dataplane(request).repository.index(ready_only=options.ready))
+
+
+async def repository_load(request: Request) -> Response:
+    await _dataplane(request).repository.load(request.path_params["model_name"])
+    return json_response({})
+
+
+async def repository_unload(request: Request) -> Response:
+    await _dataplane(request).repository.unload(request.path_params["model_name"])
+    return json_response({})
 
 
 async def unknown_route(request: Request) -> Response:
@@ -136,11 +164,17 @@ SERVER_ROUTES: list[tuple[str, str, Endpoint, str]] = [  # path, verb, endpoint,
     ("/v2/", "GET", server_metadata, "server"),
     ("/v2/health/live", "GET", server_live, "health"),
     ("/v2/health/ready", "GET", server_ready, "health"),
+    # before the model routes: a model named "stats" would otherwise shadow it
+    ("/v2/models/stats", "GET", model_statistics, "statistics"),
+    ("/v2/repository/index", "POST", repository_index, "repository"),
+    ("/v2/repository/models/{model_name}/load", "POST", repository_load, "repository"),
+    ("/v2/repository/models/{model_name}/unload", "POST", repository_unload, "repository"),
 ]
 MODEL_ROUTES: list[tuple[str, str, Endpoint, str]] = [  # inference first: matched in order
     ("/infer", "POST", model_infer, "infer"),
     ("", "GET", model_metadata, "metadata"),
     ("/ready", "GET", model_ready, "ready"),
+    ("/stats", "GET", model_statistics, "statistics"),
 ]
 MODEL_PREFIXES = (
     "/v2/models/{model_name}",
@@ -191,13 +225,13 @@ def build_app() -> Starlette:
     """The V2 app: every server route, and every model route with and without a version."""
     metrics = RequestMetrics()
     routes = [
+        Route(path, guarded(endpoint, label, metrics), methods=[verb])
+        for path, verb, endpoint, label in SERVER_ROUTES
+    ]
+    routes += [
         Route(prefix + suffix, guarded(endpoint, label, metrics), methods=[verb])
         for prefix in MODEL_PREFIXES
         for suffix, verb, endpoint, label in MODEL_ROUTES
-    ]
-    routes += [
-        Route(path, guarded(endpoint, label, metrics), methods=[verb])
-        for path, verb, endpoint, label in SERVER_ROUTES
     ]
     routes.append(Route(CATCH_ALL, AnyMethod(guarded(unknown_route, "other", metrics))))
     return Starlette(routes=routes)

@@ -44,11 +44,26 @@ class PredictFailed:
 Result = dict[str, Array] | PredictFailed
 
 
-def load_estimators(tags: Iterable[str]) -> dict[str, Any]:
-    """Load each stored model by tag from the current BentoML store."""
-    import bentoml
+class Estimators(dict[str, Any]):
+    """Estimators by tag, loading a missing one from the BentoML store on first use.
 
-    return {tag: bentoml.sklearn.load_model(tag) for tag in tags}
+    The runner relies on it for versions loaded into the gateway's registry after start-up
+    (repository load, polling): each runner worker loads such a version when it first sees it.
+    """
+
+    def __missing__(self, tag: str) -> Any:
+        import bentoml
+
+        estimator = self[tag] = bentoml.sklearn.load_model(tag)
+        return estimator
+
+
+def load_estimators(tags: Iterable[str]) -> Estimators:
+    """Load each stored model by tag from the current BentoML store."""
+    estimators = Estimators()
+    for tag in tags:
+        estimators[tag]  # loaded by __missing__
+    return estimators
 
 
 def predict_one(estimator: Any, methods: Sequence[str], rows: Array) -> Result:
@@ -95,13 +110,22 @@ def unwrap(result: Result) -> dict[str, Array]:
 
 
 class Executor(Protocol):
-    """Runs predict for one placement."""
+    """Runs predict for one placement, and has the versions it may be asked for ready."""
 
     async def predict(
         self, version: ModelVersion, methods: tuple[str, ...], rows: Array
     ) -> dict[str, Array]: ...
 
     async def ready(self) -> bool: ...
+
+    def preload_sync(self, tags: Sequence[str]) -> None:
+        """Make these versions ready before they are served (at start-up)."""
+
+    async def preload(self, tags: Sequence[str]) -> None:
+        """The same, off the event loop (repository load, polling)."""
+
+    def forget(self, tags: Sequence[str]) -> None:
+        """These versions are no longer served: free what they hold."""
 
 
 class InProcess:
@@ -119,13 +143,13 @@ class InProcess:
 
     def __init__(
         self,
-        estimators: dict[str, Any],
+        estimators: dict[str, Any] | None = None,
         *,
         max_batch_size: int = 64,
         inline_max_rows: int = 16,
         inline_budget_s: float = 0.0005,
     ) -> None:
-        self.estimators = estimators
+        self.estimators = Estimators(estimators or {})
         self.max_batch_size = max_batch_size
         self.inline_max_rows = inline_max_rows
         self.inline_budget_s = inline_budget_s
@@ -133,6 +157,18 @@ class InProcess:
         self.queue: list[tuple[Call, asyncio.Future[Result]]] = []
         self.drainer: asyncio.Task[None] | None = None
         self.batch_sizes = inprocess_batch_size()
+
+    def preload_sync(self, tags: Sequence[str]) -> None:
+        for tag in tags:
+            self.estimators[tag]  # loaded by Estimators.__missing__
+
+    async def preload(self, tags: Sequence[str]) -> None:
+        await anyio.to_thread.run_sync(self.preload_sync, tags)
+
+    def forget(self, tags: Sequence[str]) -> None:
+        for tag in tags:
+            self.estimators.pop(tag, None)
+            self.small_call_s.pop(tag, None)
 
     def runs_inline(self, tag: str, rows: int) -> bool:
         return (
@@ -207,6 +243,15 @@ class RunnerClient:
         self.ready_ttl_s = ready_ttl_s
         self.ready_timeout_s = ready_timeout_s
         self._ready_until = 0.0
+
+    def preload_sync(self, tags: Sequence[str]) -> None:
+        """Nothing to do here: each runner worker loads a version it lacks on first use."""
+
+    async def preload(self, tags: Sequence[str]) -> None:
+        """Nothing to do here: each runner worker loads a version it lacks on first use."""
+
+    def forget(self, tags: Sequence[str]) -> None:
+        """The runner keeps what it loaded (a call may still be on its way)."""
 
     async def predict(
         self, version: ModelVersion, methods: tuple[str, ...], rows: Array

@@ -131,3 +131,57 @@ class ErrorResponse(V2Model):
     """Every failure, on every route: ``{"error": "<message>"}``."""
 
     error: str
+
+
+class RepositoryIndexRequest(V2Model):
+    """Body of ``POST /v2/repository/index`` (optional): ``ready`` lists only READY versions."""
+
+    ready: bool = False
+
+
+class RepositoryModel(V2Model):
+    """One model version in the repository index; ``state`` is READY, UNAVAILABLE or UNLOADED,
+    ``reason`` says why a version is not READY."""
+
+    name: str
+    version: str
+    state: str
+    reason: str
+
+
+class StatDuration(V2Model):
+    """A count and the total nanoseconds they took."""
+
+    count: int
+    ns: int
+
+
+class InferStats(V2Model):
+    """Per-stage totals: ``success``/``fail`` whole requests, ``queue`` waiting for an executor,
+    ``compute_input`` decoding and checking, ``compute_infer`` predict, ``compute_output``
+    encoding."""
+
+    success: StatDuration
+    fail: StatDuration
+    queue: StatDuration
+    compute_input: StatDuration
+    compute_infer: StatDuration
+    compute_output: StatDuration
+
+
+class ModelStats(V2Model):
+    """Statistics of one model version (Triton's statistics extension)."""
+
+    name: str
+    version: str
+    last_inference: int = Field(description="Milliseconds since the epoch; 0 if never.")
+    inference_count: int = Field(description="Inferences (batch rows) run.")
+    execution_count: int = Field(description="Inference requests executed.")
+    inference_stats: InferStats
+    batch_stats: list[dict[str, Any]]
+
+
+class StatisticsResponse(V2Model):
+    """``GET /v2/models/stats`` and the per-model/version variants."""
+
+    model_stats: list[ModelStats]

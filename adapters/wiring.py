@@ -12,8 +12,8 @@ from typing import Any
 from . import __version__
 from .config import Placement, Settings
 from .dataplane import DataPlane
-from .registry import Registry, stored_versions
-from .runtime import Executor, InProcess, RunnerClient, load_estimators
+from .repository import Repository, stored_versions
+from .runtime import Estimators, Executor, InProcess, RunnerClient, load_estimators
 
 
 def stored_tags(settings: Settings) -> list[str]:
@@ -28,22 +28,12 @@ def bento_tags(bento: Any) -> set[str] | None:
     return {str(model.tag) for model in bento.info.all_models}
 
 
-def load_registry(
-    settings: Settings, placement: Placement | None = None, *, bento: Any = None
-) -> Registry:
-    """The registry of the served models, or of those with the given placement.
-
-    Served from a Bento, only the versions the Bento references are served, even if the store
-    beside it has newer ones.
-    """
-    names = settings.models if placement is None else settings.models_in(placement)
-    return Registry.from_store(names, settings.default_version, only=bento_tags(bento))
-
-
-def runner_estimators(settings: Settings, *, bento: Any = None) -> dict[str, Any]:
-    """The estimators of every version of the models placed on the runner."""
-    registry = load_registry(settings, Placement.RUNNER, bento=bento)
-    return load_estimators(v.tag for v in registry.all_versions())
+def runner_estimators(settings: Settings, *, bento: Any = None) -> Estimators:
+    """The estimators of every servable version of the models placed on the runner; versions
+    loaded into the gateway later are loaded by the runner on first use."""
+    names = settings.models_in(Placement.RUNNER)
+    repository = Repository(names, settings.default_version, {}, only=bento_tags(bento))
+    return load_estimators(v.tag for name in names for v in repository.scan(name))
 
 
 def build_dataplane(settings: Settings, runner: Any = None, *, bento: Any = None) -> DataPlane:
@@ -53,25 +43,28 @@ def build_dataplane(settings: Settings, runner: Any = None, *, bento: Any = None
         settings: what is served and where.
         runner: the runner service's client (``bentoml.depends``), needed only when some model
             is placed on the runner.
-        bento: the Bento being served (``Service.bento``), if any.
+        bento: the Bento being served (``Service.bento``), if any; only the versions it
+            references are served, even if the store beside it has newer ones.
+
+    Raises:
+        ValueError: a served model has no servable version, or no runner runs for it.
     """
-    registry = load_registry(settings, bento=bento)
-    local = [
-        v.tag for v in registry.all_versions() if settings.placement(v.name) is Placement.INPROCESS
-    ]
-    inprocess = InProcess(load_estimators(local), max_batch_size=settings.max_batch_size)
+    inprocess = InProcess(max_batch_size=settings.max_batch_size)
     remote = RunnerClient(runner) if runner is not None else None
     executors: dict[str, Executor] = {}
-    for name in registry.models:
+    for name in settings.models:
         if settings.placement(name) is Placement.INPROCESS:
             executors[name] = inprocess
         elif remote is None:
             raise ValueError(f"model '{name}' is placed on the runner but no runner is running")
         else:
             executors[name] = remote
+    repository = Repository(
+        settings.models, settings.default_version, executors, only=bento_tags(bento)
+    )
+    repository.start()
     return DataPlane(
-        registry,
-        executors,
+        repository,
         server_name=settings.server_name,
         server_version=__version__,
         request_timeout_s=settings.request_timeout_s,

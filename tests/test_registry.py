@@ -12,6 +12,7 @@ from sklearn.linear_model import LinearRegression
 from adapters import Settings, build_dataplane
 from adapters.errors import ModelNotFound, VersionNotFound
 from adapters.registry import ModelVersion, Registry, ServedModel
+from adapters.repository import Repository
 from adapters.schemas import Datatype
 from adapters.signature import Signature, TensorSpec
 
@@ -64,9 +65,17 @@ def test_unknown_names_and_versions() -> None:
         ServedModel("m", [])
 
 
+def opened(names: list[str], settings: Settings) -> Registry:
+    """A registry read from the test store, as the server reads it (no executors needed)."""
+    repository = Repository(names, settings.default_version, {})
+    for name in names:
+        repository.registry.models[name] = repository.open(name)
+    return repository.registry
+
+
 def test_from_store_reads_metrics_and_signature(store: Store) -> None:
     settings = Settings.from_env({"OIP_DEFAULT_VERSION": "diabetes=best"})
-    registry = Registry.from_store(["iris", "diabetes"], settings.default_version)
+    registry = opened(["iris", "diabetes"], settings)
     iris = registry.model("iris")
     assert sorted(iris.versions) == sorted(t.split(":")[1] for t in store.tags["iris"])
     accuracy = {v.version: float(v.properties["metrics.accuracy"]) for v in iris.versions.values()}
@@ -75,15 +84,16 @@ def test_from_store_reads_metrics_and_signature(store: Store) -> None:
     assert diabetes.properties["selection_metric.goal"] == "min"
     assert diabetes.score == -float(diabetes.properties["metrics.rmse"])
     assert diabetes.signature.inputs[0].shape == (-1, 10)
+    assert registry.model("iris").resolve("latest").classes == ("0", "1", "2")
     with pytest.raises(ValueError, match="train it first"):
-        Registry.from_store(["never-trained"], Settings().default_version)
+        opened(["never-trained"], Settings())
 
 
 def test_a_model_saved_without_metadata_still_gets_a_signature(store: Store) -> None:
     X = np.arange(12, dtype=np.float64).reshape(6, 2)
     bentoml.sklearn.save_model("plain", LinearRegression().fit(X, X.sum(axis=1)))
     try:
-        plain = Registry.from_store(["plain"], Settings().default_version).resolve("plain", None)
+        plain = opened(["plain"], Settings()).resolve("plain", None)
         assert plain.signature.inputs == (TensorSpec("input-0", Datatype.FP64, (-1, 2)),)
         assert plain.signature.output_names == ("predict",)
         assert plain.score is None

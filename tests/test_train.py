@@ -6,7 +6,7 @@ import bentoml
 import pytest
 
 import train
-from adapters.registry import stored_versions
+from adapters.repository import stored_versions
 from adapters.signature import Signature
 
 from .conftest import Store
