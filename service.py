@@ -28,7 +28,7 @@ app = build_app()
 # BentoML's own timeout is a backstop one second past the V2 deadline, so that the V2 routes
 # answer their own 504 (with their metric) whether or not the fast lane is on.
 SERVICE_CONFIG: dict[str, Any] = {
-    "traffic": {"timeout": settings.request_timeout_s + 1},
+    "traffic": {"timeout": settings.limits.request_timeout_s + 1},
     "logging": {"access": {"enabled": settings.access_log}},
 }
 

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from .codecs import DATATYPE_TO_DTYPE, Array, check_shape
+from .codecs import DATATYPE_TO_DTYPE, Array, check_bytes_element, check_shape
 from .errors import InvalidTensor
 from .schemas import Datatype
 
@@ -74,7 +74,14 @@ class BinaryReader:
             )
 
 
-def decode_raw(name: str, datatype: Datatype, shape: Sequence[int], raw: memoryview) -> Array:
+def decode_raw(
+    name: str,
+    datatype: Datatype,
+    shape: Sequence[int],
+    raw: memoryview,
+    *,
+    max_bytes: int | None = None,
+) -> Array:
     """Decode one tensor's raw bytes into an array of ``shape``.
 
     Raises:
@@ -84,7 +91,7 @@ def decode_raw(name: str, datatype: Datatype, shape: Sequence[int], raw: memoryv
     check_shape(name, list(shape))
     count = math.prod(shape)
     if datatype is Datatype.BYTES:
-        items = _split_bytes(name, raw)
+        items = _split_bytes(name, raw, max_bytes)
         if len(items) != count:
             raise InvalidTensor(
                 f"input '{name}': shape {list(shape)} needs {count} elements, "
@@ -107,13 +114,14 @@ def decode_raw(name: str, datatype: Datatype, shape: Sequence[int], raw: memoryv
     return array.reshape(shape)
 
 
-def _split_bytes(name: str, raw: memoryview) -> list[memoryview]:
+def _split_bytes(name: str, raw: memoryview, max_bytes: int | None) -> list[memoryview]:
     items, offset, end = [], 0, len(raw)
     while offset < end:
         if offset + 4 > end:
             raise InvalidTensor(f"input '{name}': a BYTES length prefix is cut off")
         (length,) = _LENGTH.unpack_from(raw, offset)
         offset += 4
+        check_bytes_element(name, length, max_bytes)
         if offset + length > end:
             raise InvalidTensor(f"input '{name}': a BYTES element runs past the end of its data")
         items.append(raw[offset : offset + length])

@@ -9,12 +9,14 @@ past the limit in memory.
 
 from __future__ import annotations
 
+import asyncio
 import gzip
 import zlib
 
 from starlette.requests import Request
 
-from .errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
+from .config import Limits
+from .errors import BadRequest, PayloadTooLarge, RequestTimeout, UnsupportedMediaType
 
 MIN_COMPRESSED_RESPONSE = 1024
 """Smaller responses are sent as they are: compressing them costs more than it saves."""
@@ -22,8 +24,10 @@ MIN_COMPRESSED_RESPONSE = 1024
 _WBITS = {"gzip": 16 + zlib.MAX_WBITS, "deflate": zlib.MAX_WBITS}
 
 
-async def read_body(request: Request, limit: int) -> bytes:
-    """The request body, decompressed, refused past ``limit`` bytes before or after that."""
+async def read_body(request: Request, limits: Limits) -> bytes:
+    """The request body, decompressed, refused past ``limits.max_body_bytes`` before or after
+    that; a client that sends nothing for ``limits.read_timeout_s`` is answered 408."""
+    limit = limits.max_body_bytes
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise _too_large(limit)
@@ -33,7 +37,17 @@ async def read_body(request: Request, limit: int) -> bytes:
             f"Content-Encoding {encoding[:40]!r} is not supported; use gzip, deflate or none"
         )
     chunks, size = [], 0
-    async for chunk in request.stream():
+    stream = request.stream().__aiter__()
+    while True:
+        try:
+            async with asyncio.timeout(limits.read_timeout_s):
+                chunk = await anext(stream)
+        except StopAsyncIteration:
+            break
+        except TimeoutError:
+            raise RequestTimeout(
+                f"no body data for {limits.read_timeout_s:g} s (OIP_READ_TIMEOUT_S)"
+            ) from None
         size += len(chunk)
         if size > limit:
             raise _too_large(limit)

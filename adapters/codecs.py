@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from .errors import InvalidTensor, ModelOutputError
+from .errors import InvalidTensor, ModelOutputError, PayloadTooLarge
 from .schemas import Datatype
 
 Array = NDArray[Any]
@@ -63,12 +63,15 @@ def datatype_of(array: Array) -> Datatype:
         raise ModelOutputError(f"numpy dtype {array.dtype} has no V2 datatype") from None
 
 
-def decode_tensor(name: str, datatype: Datatype, shape: list[int], data: Any) -> Array:
+def decode_tensor(
+    name: str, datatype: Datatype, shape: list[int], data: Any, *, max_bytes: int | None = None
+) -> Array:
     """Decode a V2 tensor into a numpy array of the datatype's dtype and the declared shape.
 
     Raises:
         InvalidTensor: bad shape, element count that does not match the shape, ragged nesting,
             or elements that are not of the datatype (e.g. 1.5 in INT32, 300 in UINT8).
+        PayloadTooLarge: a BYTES element longer than ``max_bytes`` (UTF-8).
     """
     check_shape(name, shape)
     if not isinstance(data, list):
@@ -85,7 +88,7 @@ def decode_tensor(name: str, datatype: Datatype, shape: list[int], data: Any) ->
             f"input '{name}': shape {shape} needs {expected} elements, data has {array.size}"
         )
     if datatype is Datatype.BYTES:
-        _check_text(name, array)
+        _check_text(name, array, max_bytes)
     elif DATATYPE_TO_DTYPE[datatype].kind in "iu" and array.dtype.kind in "fO":
         array = _exact_integers(name, datatype, data)
     else:
@@ -113,10 +116,24 @@ def _to_numpy(datatype: Datatype, data: list[Any]) -> Array:
     return np.asarray(data)
 
 
-def _check_text(name: str, array: Array) -> None:
+def _check_text(name: str, array: Array, max_bytes: int | None) -> None:
     for item in array.flat:
         if not isinstance(item, str):
-            raise InvalidTensor(f"input '{name}': BYTES elements must be strings, got {item!r}")
+            raise InvalidTensor(
+                f"input '{name}': BYTES elements must be strings, got {repr(item)[:50]}"
+            )
+        # a str has at most 4 UTF-8 bytes per character: encode only when it could be over
+        if max_bytes is not None and len(item) * 4 > max_bytes:
+            check_bytes_element(name, len(item.encode("utf-8")), max_bytes)
+
+
+def check_bytes_element(name: str, size: int, max_bytes: int | None) -> None:
+    """One BYTES element's size against ``OIP_MAX_BYTES_ELEMENT``."""
+    if max_bytes is not None and size > max_bytes:
+        raise PayloadTooLarge(
+            f"input '{name}': a BYTES element of {size} bytes is over the limit of {max_bytes} "
+            "(OIP_MAX_BYTES_ELEMENT)"
+        )
 
 
 def _exact_integers(name: str, datatype: Datatype, data: list[Any]) -> Array:

@@ -39,6 +39,7 @@ import enum
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TypeVar
 
 DEFAULT_MODELS = ("iris", "diabetes", "text")
@@ -86,6 +87,34 @@ def _number(
     return value
 
 
+def _tokens(env: Mapping[str, str]) -> tuple[str, ...]:
+    """Bearer tokens from ``OIP_AUTH_TOKEN`` and/or ``OIP_AUTH_TOKENS_FILE`` (one per line,
+    ``#`` comments); a named file that cannot be read is a start-up error."""
+    tokens = [env.get("OIP_AUTH_TOKEN", "").strip()]
+    path = env.get("OIP_AUTH_TOKENS_FILE", "").strip()
+    if path:
+        try:
+            lines = Path(path).read_text(encoding="utf-8").splitlines()
+        except OSError as exc:
+            raise ValueError(
+                f"OIP_AUTH_TOKENS_FILE: cannot read {path!r} ({exc.strerror})"
+            ) from None
+        tokens += [line.strip() for line in lines if not line.strip().startswith("#")]
+    return tuple(t for t in tokens if t)
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What one request may cost before it is refused: each limit's error names its variable."""
+
+    request_timeout_s: float = 60.0  # OIP_REQUEST_TIMEOUT_S: the whole request, 504 past it
+    read_timeout_s: float = 10.0  # OIP_READ_TIMEOUT_S: a stalled body (or headers), 408
+    max_body_bytes: int = 64 * 2**20  # OIP_MAX_BODY_BYTES: before and after decompression, 413
+    max_elements: int = 16 * 2**20  # OIP_MAX_ELEMENTS: tensor elements per request, 413
+    max_bytes_element: int = 2**20  # OIP_MAX_BYTES_ELEMENT: bytes of one BYTES element, 413
+    max_connections: int = 1000  # OIP_MAX_CONNECTIONS: open connections per worker
+
+
 @dataclass(frozen=True)
 class Settings:
     """Everything that decides what is served and how."""
@@ -101,9 +130,10 @@ class Settings:
     access_log: bool = False
     tracing: bool = False
     fast_lane: bool = True
-    request_timeout_s: float = 60.0
-    max_body_bytes: int = 64 * 2**20
+    limits: Limits = field(default_factory=Limits)
     poll_interval_s: float = 0.0
+    auth_tokens: tuple[str, ...] = ()
+    cors_origins: tuple[str, ...] = ()
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -117,8 +147,18 @@ class Settings:
             runner_workers=_number(env, "OIP_RUNNER_WORKERS", 1, int),
             max_batch_size=_number(env, "OIP_MAX_BATCH_SIZE", 64, int),
             max_latency_ms=_number(env, "OIP_MAX_LATENCY_MS", 10000, int),
-            request_timeout_s=_number(env, "OIP_REQUEST_TIMEOUT_S", 60.0, float),
-            max_body_bytes=_number(env, "OIP_MAX_BODY_BYTES", 64 * 2**20, int),
+            limits=Limits(
+                request_timeout_s=_number(env, "OIP_REQUEST_TIMEOUT_S", 60.0, float),
+                read_timeout_s=_number(env, "OIP_READ_TIMEOUT_S", 10.0, float),
+                max_body_bytes=_number(env, "OIP_MAX_BODY_BYTES", 64 * 2**20, int),
+                max_elements=_number(env, "OIP_MAX_ELEMENTS", 16 * 2**20, int),
+                max_bytes_element=_number(env, "OIP_MAX_BYTES_ELEMENT", 2**20, int),
+                max_connections=_number(env, "OIP_MAX_CONNECTIONS", 1000, int),
+            ),
+            auth_tokens=_tokens(env),
+            cors_origins=tuple(
+                o.strip() for o in env.get("OIP_CORS_ORIGINS", "").split(",") if o.strip()
+            ),
             poll_interval_s=_number(env, "OIP_POLL_INTERVAL_S", 0.0, float, zero=True),
             server_name=env.get("OIP_SERVER_NAME", "bentoml-oip-sklearn"),
             access_log=_flag(env.get("OIP_ACCESS_LOG", "0")),

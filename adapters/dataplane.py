@@ -14,6 +14,7 @@ from typing import Any
 
 from .classification import class_count, classify
 from .codecs import DATATYPE_TO_DTYPE, Array, cast_exact, datatype_of
+from .config import Limits
 from .errors import InputMismatch, InvalidTensor, UnknownOutput, Unsupported
 from .messages import InferRequest, InferResponse, RequestedOutput, Tensor
 from .registry import ModelVersion
@@ -35,15 +36,13 @@ class DataPlane:
         *,
         server_name: str,
         server_version: str,
-        request_timeout_s: float = 60.0,
-        max_body_bytes: int = 64 * 2**20,
+        limits: Limits | None = None,
     ) -> None:
         self.repository = repository
         self.registry = repository.registry
         self.executors = repository.executors  # by model name
         self.server = {"name": server_name, "version": server_version, "extensions": EXTENSIONS}
-        self.request_timeout_s = request_timeout_s
-        self.max_body_bytes = max_body_bytes
+        self.limits = limits or Limits()
         self.statistics = Statistics()
 
     def server_metadata(self) -> dict[str, Any]:

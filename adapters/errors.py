@@ -15,7 +15,8 @@ The tree::
     │   ├── InvalidTensor          unknown datatype, shape/data mismatch, wrong element types
     │   ├── InputMismatch          inputs that do not fit the model's signature
     │   └── UnknownOutput          an ``outputs`` entry the model does not produce
-    ├── PayloadTooLarge (413)      a body (or its decompressed size) over OIP_MAX_BODY_BYTES
+    ├── RequestTimeout (408)       the client stopped sending its body (OIP_READ_TIMEOUT_S)
+    ├── PayloadTooLarge (413)      over a size limit: body, decompressed body, elements
     ├── UnsupportedMediaType (415) a Content-Encoding other than gzip or deflate
     ├── NotFound (404)
     │   ├── ModelNotFound
@@ -79,6 +80,10 @@ class InputMismatch(BadRequest):
 
 class UnknownOutput(BadRequest):
     pass
+
+
+class RequestTimeout(OIPError):
+    status_code = 408
 
 
 class PayloadTooLarge(OIPError):

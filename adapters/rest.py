@@ -8,6 +8,7 @@ The envelope is validated by pydantic straight from the bytes; each tensor is de
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -16,18 +17,25 @@ import orjson
 from pydantic import BaseModel, ValidationError
 
 from .binary import HEADER, SIZE, BinaryReader, decode_raw, encode_raw, split_body
-from .codecs import decode_tensor, encode_tensor
-from .errors import InputMismatch, InvalidJSON, InvalidTensor
+from .codecs import check_shape, decode_tensor, encode_tensor
+from .config import Limits
+from .errors import InputMismatch, InvalidJSON, InvalidTensor, PayloadTooLarge
 from .messages import InferRequest, InferResponse, RequestedOutput, Tensor
 from .schemas import InferenceRequest, RequestInput
 
 JSON_OPTIONS = orjson.OPT_SERIALIZE_NUMPY
 M = TypeVar("M", bound=BaseModel)
+DEFAULT_LIMITS = Limits()
 MAX_PROBLEMS = 10
 
 
 def read_infer_request(
-    name: str, version: str | None, body: bytes, *, header_length: str | None = None
+    name: str,
+    version: str | None,
+    body: bytes,
+    *,
+    header_length: str | None = None,
+    limits: Limits = DEFAULT_LIMITS,
 ) -> InferRequest:
     """Parse and decode a JSON ``$inference_request`` for model ``name`` (``version`` or default),
     with tensors as JSON ``data`` or as binary data after a header of ``header_length`` bytes.
@@ -42,8 +50,9 @@ def read_infer_request(
     header, binary = split_body(body, header_length)
     envelope = parse_envelope(header)
     _check_path(envelope, name, version)
+    _check_elements(envelope, limits.max_elements)
     reader = BinaryReader(binary)
-    inputs = [_input(tensor, reader) for tensor in envelope.inputs]
+    inputs = [_input(tensor, reader, limits.max_bytes_element) for tensor in envelope.inputs]
     reader.finish()
     outputs = (
         None
@@ -68,17 +77,33 @@ def _check_path(envelope: InferenceRequest, name: str, version: str | None) -> N
         )
 
 
-def _input(tensor: RequestInput, reader: BinaryReader) -> Tensor:
+def _check_elements(envelope: InferenceRequest, limit: int) -> None:
+    """The shapes' element count, before any tensor is decoded (a shape cannot claim more)."""
+    total = 0
+    for tensor in envelope.inputs:
+        check_shape(tensor.name, tensor.shape)
+        total += math.prod(tensor.shape)
+    if total > limit:
+        raise PayloadTooLarge(
+            f"the inputs have {total} elements, more than the limit of {limit} (OIP_MAX_ELEMENTS)"
+        )
+
+
+def _input(tensor: RequestInput, reader: BinaryReader, max_bytes_element: int) -> Tensor:
     size = (tensor.parameters or {}).get(SIZE)
     if size is None:
         if tensor.data is None:
             raise InvalidTensor(f"input '{tensor.name}': no data and no binary_data_size")
-        data = decode_tensor(tensor.name, tensor.datatype, tensor.shape, tensor.data)
+        data = decode_tensor(
+            tensor.name, tensor.datatype, tensor.shape, tensor.data, max_bytes=max_bytes_element
+        )
     elif tensor.data is not None:
         raise InvalidTensor(f"input '{tensor.name}': both data and binary_data_size are given")
     else:
         raw = reader.take(tensor.name, size)
-        data = decode_raw(tensor.name, tensor.datatype, tensor.shape, raw)
+        data = decode_raw(
+            tensor.name, tensor.datatype, tensor.shape, raw, max_bytes=max_bytes_element
+        )
     return Tensor(tensor.name, tensor.datatype, data, tensor.parameters)
 
 

@@ -26,6 +26,7 @@ from starlette.types import Receive, Scope, Send
 
 from .binary import HEADER
 from .bodies import MIN_COMPRESSED_RESPONSE, choose_encoding, compress, read_body
+from .config import Limits
 from .dataplane import DataPlane
 from .errors import (
     ClientGone,
@@ -88,15 +89,18 @@ async def model_infer(request: Request) -> Response:
     """Body, decoding and predict all run under the request deadline (``OIP_REQUEST_TIMEOUT_S``);
     past it the request is abandoned (its queued predict is dropped) and answered 504."""
     dataplane = _dataplane(request)
+    limits = dataplane.limits
     try:
-        async with asyncio.timeout(dataplane.request_timeout_s):
-            body = await read_body(request, dataplane.max_body_bytes)
+        async with asyncio.timeout(limits.request_timeout_s):
+            body = await read_body(request, limits)
             header_length = request.headers.get(HEADER)
-            infer = read_infer_request(*_model(request), body, header_length=header_length)
+            infer = read_infer_request(
+                *_model(request), body, header_length=header_length, limits=limits
+            )
             response = await dataplane.infer(infer)
     except TimeoutError:
         raise DeadlineExceeded(
-            f"the request did not complete in {dataplane.request_timeout_s:g} s "
+            f"the request did not complete in {limits.request_timeout_s:g} s "
             "(OIP_REQUEST_TIMEOUT_S)"
         ) from None
     encoding_start = time.perf_counter_ns()
@@ -118,7 +122,7 @@ async def model_statistics(request: Request) -> Response:
 
 async def repository_index(request: Request) -> Response:
     """``POST /v2/repository/index``; the body (``{"ready": true}``) is optional."""
-    body = await read_body(request, 64 * 1024)
+    body = await read_body(request, Limits(max_body_bytes=64 * 1024))
     options = (
         parse_model(RepositoryIndexRequest, body) if body.strip() else RepositoryIndexRequest()
     )

@@ -16,6 +16,10 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+MAX_TENSORS = 4096
+"""Most inputs (and requested outputs) in one request: checked while the list is validated, so a
+body of a million empty inputs is refused before a million objects are built."""
+
 Parameters = dict[str, Any]
 """``$parameters``: name -> string | number | boolean (servers may define their own)."""
 
@@ -76,8 +80,8 @@ class InferenceRequest(V2Model):
     model_version: str | None = None
     id: str | None = None
     parameters: Parameters | None = None
-    inputs: list[RequestInput]
-    outputs: list[RequestOutput] | None = None
+    inputs: list[RequestInput] = Field(max_length=MAX_TENSORS)
+    outputs: list[RequestOutput] | None = Field(default=None, max_length=MAX_TENSORS)
 
 
 class MetadataTensor(V2Model):

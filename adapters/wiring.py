@@ -67,6 +67,5 @@ def build_dataplane(settings: Settings, runner: Any = None, *, bento: Any = None
         repository,
         server_name=settings.server_name,
         server_version=__version__,
-        request_timeout_s=settings.request_timeout_s,
-        max_body_bytes=settings.max_body_bytes,
+        limits=settings.limits,
     )

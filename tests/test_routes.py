@@ -14,6 +14,7 @@ import pytest
 from starlette.testclient import TestClient
 
 from adapters import Settings, build_app, build_dataplane
+from adapters.config import Limits
 from adapters.schemas import InferenceResponse, ModelMetadata, ServerMetadata
 
 from .conftest import Store
@@ -263,7 +264,7 @@ def test_compressed_request_and_response(client: TestClient) -> None:
 
 def test_body_limits_and_decompression_bombs(store: Store) -> None:
     app = build_app()
-    settings = Settings(models=("iris",), max_body_bytes=10_000)
+    settings = Settings(models=("iris",), limits=Limits(max_body_bytes=10_000))
     app.state.dataplane = build_dataplane(settings)
     with TestClient(app) as c:
         big = c.post("/v2/models/iris/infer", content=b" " * 10_001)
