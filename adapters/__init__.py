@@ -2,7 +2,8 @@
 
 Three layers: :mod:`~adapters.routes` and the :mod:`~adapters.rest` edge (HTTP and JSON) ->
 :mod:`~adapters.dataplane` and :mod:`~adapters.registry` (which version, what it means) ->
-:mod:`~adapters.codecs` (tensors). Where predict runs is :mod:`~adapters.runtime`; what is served
+:mod:`~adapters.codecs` (tensors). Where predict runs is :mod:`~adapters.runtime`
+(:mod:`~adapters.inprocess`, :mod:`~adapters.runner`); what is served
 is :mod:`~adapters.config`, wired by :mod:`~adapters.wiring`.
 
 Life of a request (``POST /v2/models/iris/infer``):
@@ -17,15 +18,16 @@ Life of a request (``POST /v2/models/iris/infer``):
 4. :meth:`DataPlane.infer <adapters.dataplane.DataPlane.infer>` resolves the version
    (:meth:`Registry.resolve <adapters.registry.Registry.resolve>`), checks the input against
    the signature (:func:`~adapters.dataplane.check_tensor`) and picks the outputs.
-5. The model's executor runs predict. In process (:class:`~adapters.runtime.InProcess`): inline
-   on the event loop when the model's small calls are known to be quick, else queued and merged
-   with concurrent calls into one predict on a worker thread. On the runner
-   (:class:`~adapters.runtime.RunnerClient`): an HTTP call to the ``oip-runner`` service, whose
-   batchable ``run`` API merges concurrent calls and executes them with
+5. The model's executor runs predict. In process (:class:`~adapters.inprocess.InProcess`):
+   inline on the event loop when the model's small calls are known to be quick, else queued on
+   the model's own queue and merged with concurrent calls into one predict on a worker thread.
+   On the runner (:class:`~adapters.runner.RunnerClient`): an HTTP call to the ``oip-runner``
+   service, whose batchable ``run`` API merges concurrent calls and executes them with
    :func:`~adapters.runtime.predict_batch`.
 6. The data plane labels each output with its datatype into an
-   :class:`~adapters.messages.InferResponse`; :func:`~adapters.rest.response_body` and orjson
-   write the JSON.
+   :class:`~adapters.messages.InferResponse`; :func:`~adapters.rest.write_infer_response`
+   writes JSON, or a JSON header and binary tensors (:mod:`~adapters.binary`), and the route
+   compresses it when the client accepts that (:mod:`~adapters.bodies`).
 """
 
 from __future__ import annotations
@@ -36,10 +38,12 @@ from .codecs import DATATYPE_TO_DTYPE, DTYPE_TO_DATATYPE, decode_tensor, encode_
 from .config import Placement, Settings
 from .dataplane import DataPlane
 from .errors import OIPError
+from .inprocess import InProcess
 from .messages import InferRequest, InferResponse, RequestedOutput, Tensor
 from .registry import ModelVersion, Registry, ServedModel
 from .routes import build_app
-from .runtime import InProcess, RunnerClient, load_estimators, predict_batch
+from .runner import RunnerClient
+from .runtime import load_estimators, predict_batch
 from .schemas import Datatype, InferenceRequest
 from .signature import Signature, TensorSpec, infer_signature
 from .wiring import build_dataplane, runner_estimators, stored_tags

@@ -4,6 +4,8 @@ BentoML 1.4 wraps every request of an entry service in its own ASGI middlewares 
 app sees it; for a tiny model that stack, not the model, is the cost (README "Performance").
 :class:`V2FastLane` sits in front of BentoML's app: ``/v2`` HTTP requests go to the V2 app's
 router, everything else (``/metrics``, ``/livez``, ``/readyz``, lifespan) to BentoML's app.
+The root ``/`` answers a 307 to the V2 documentation (``/v2/docs``) in place of BentoML's page,
+which loads a third-party tag-manager script.
 What the lane skips, and what it puts back, is listed in :mod:`adapters.gateway`.
 """
 
@@ -12,10 +14,14 @@ from __future__ import annotations
 import logging
 import time
 
+from starlette.responses import RedirectResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 access_log = logging.getLogger("bentoml.access")  # BentoML's own access logger and handlers
 V2_PREFIX = "/v2"
+# NOTE: a relative Location ("v2/docs" from "/"), so that behind a proxy's path prefix the
+# browser stays under the prefix.
+ROOT_REDIRECT = RedirectResponse("v2/docs", status_code=307)
 
 
 def is_v2(path: str) -> bool:
@@ -41,6 +47,9 @@ class V2FastLane:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or not is_v2(scope["path"]):
+            if scope["type"] == "http" and scope["path"] == "/":
+                await ROOT_REDIRECT(scope, receive, send)
+                return
             await self.fallback(scope, receive, send)
             return
         scope["app"] = self.v2_app

@@ -28,6 +28,7 @@ from .binary import HEADER
 from .bodies import MIN_COMPRESSED_RESPONSE, choose_encoding, compress, read_body
 from .config import Limits
 from .dataplane import DataPlane
+from .docs import DOCS_ROUTES
 from .errors import (
     ClientGone,
     DeadlineExceeded,
@@ -230,7 +231,7 @@ def build_app() -> Starlette:
     metrics = RequestMetrics()
     routes = [
         Route(path, guarded(endpoint, label, metrics), methods=[verb])
-        for path, verb, endpoint, label in SERVER_ROUTES
+        for path, verb, endpoint, label in [*SERVER_ROUTES, *DOCS_ROUTES]
     ]
     routes += [
         Route(prefix + suffix, guarded(endpoint, label, metrics), methods=[verb])

@@ -12,8 +12,10 @@ from typing import Any
 from . import __version__
 from .config import Placement, Settings
 from .dataplane import DataPlane
+from .inprocess import InProcess
 from .repository import Repository, stored_versions
-from .runtime import Estimators, Executor, InProcess, RunnerClient, load_estimators
+from .runner import RunnerClient
+from .runtime import Estimators, Executor, load_estimators
 
 
 def stored_tags(settings: Settings) -> list[str]:

@@ -18,9 +18,11 @@ from bentoml.exceptions import BentoMLException
 from sklearn.datasets import load_iris
 from sklearn.linear_model import LogisticRegression
 
-from adapters.errors import BadRequest, Overloaded
+from adapters.errors import BadRequest, NotReady, Overloaded
+from adapters.inprocess import InProcess
 from adapters.registry import ModelVersion
-from adapters.runtime import InProcess, PredictFailed, RunnerClient, predict_batch, predict_one
+from adapters.runner import RunnerClient
+from adapters.runtime import PredictFailed, predict_batch, predict_one
 from adapters.schemas import Datatype
 from adapters.signature import Signature, TensorSpec
 
@@ -190,11 +192,60 @@ def test_a_call_racing_a_closed_connection_is_sent_once_more() -> None:
     assert runner.calls["run"] == 2
 
 
-def test_a_second_connection_failure_is_not_retried_again() -> None:
+def test_a_runner_that_cannot_be_reached_is_a_503_after_one_retry() -> None:
     runner = FakeRunner(run=[aiohttp.ServerDisconnectedError(), aiohttp.ServerDisconnectedError()])
-    with pytest.raises(aiohttp.ClientConnectionError):
+    with pytest.raises(NotReady, match="cannot be reached") as caught:
         asyncio.run(RunnerClient(runner).predict(iris_version(), ("predict",), X[:1]))
     assert runner.calls["run"] == 2
+    assert caught.value.headers == {"Retry-After": "1"}
+
+
+def test_big_calls_go_to_the_runner_in_chunks() -> None:
+    chunks = [{"predict": np.full(n, i)} for i, n in enumerate([4, 4, 2])]
+    runner = FakeRunner(run=list(chunks))
+    out = asyncio.run(
+        RunnerClient(runner, chunk_rows=4).predict(iris_version(), ("predict",), X[:10])
+    )
+    assert out["predict"].tolist() == [0] * 4 + [1] * 4 + [2] * 2
+    assert runner.calls["run"] == 3
+
+
+def test_big_in_process_calls_run_in_chunks_and_stop_when_abandoned() -> None:
+    model = Switchable(A)
+    model.delay_s = 0.05
+    executor = InProcess({"iris:a": model}, chunk_rows=10)
+    whole = asyncio.run(executor.predict(iris_version(), ("predict",), X[:95]))
+    assert whole["predict"].tolist() == A.predict(X[:95]).tolist()
+    assert len(model.threads) == 10
+
+    async def abandon() -> None:
+        task = asyncio.ensure_future(executor.predict(iris_version(), ("predict",), X[:100]))
+        await asyncio.sleep(0.12)  # two or three chunks in
+        task.cancel()
+        await asyncio.sleep(0.2)
+
+    model.threads.clear()
+    asyncio.run(abandon())
+    assert 1 <= len(model.threads) <= 4  # stopped long before the 10 chunks
+
+
+def test_one_model_does_not_wait_behind_another() -> None:
+    slow, quick = Switchable(A), Switchable(B)
+    slow.delay_s = 0.5
+    executor = InProcess({"iris:a": slow, "iris:b": quick}, inline_budget_s=0.0)
+
+    async def scenario() -> float:
+        busy = asyncio.ensure_future(executor.predict(iris_version("iris:a"), ("predict",), X[:1]))
+        await asyncio.sleep(0.05)
+        other = ModelVersion("other", "b", iris_version().signature, "x", iris_version().created)
+        executor.estimators["other:b"] = quick
+        start = time.perf_counter()
+        await executor.predict(other, ("predict",), X[:1])
+        elapsed = time.perf_counter() - start
+        await busy
+        return elapsed
+
+    assert asyncio.run(scenario()) < 0.3  # not the 0.45 s left of the other model's predict
 
 
 def test_an_overloaded_runner_is_a_503() -> None:
@@ -210,17 +261,33 @@ def test_a_refused_input_on_the_runner_is_a_400() -> None:
         asyncio.run(RunnerClient(runner).predict(iris_version(), ("predict",), X[:1]))
 
 
-def test_readiness_is_remembered_for_a_short_while_only() -> None:
+def test_readiness_is_refreshed_in_the_background_and_never_waits_on_the_runner() -> None:
     runner = FakeRunner(run=[], ready=[True, ConnectionRefusedError(), "hang", True])
     client = RunnerClient(runner, ready_ttl_s=0.1, ready_timeout_s=0.1)
 
+    async def answer() -> tuple[bool, float]:
+        start = time.perf_counter()
+        state = await client.ready()
+        return state, time.perf_counter() - start
+
     async def scenario() -> list[bool]:
-        states = [await client.ready(), await client.ready()]  # the second is cached
+        states = [(await answer())[0]]  # the first answer is awaited
+        states.append((await answer())[0])  # remembered
         await asyncio.sleep(0.15)
-        states.append(await client.ready())  # the runner died
-        states.append(await client.ready())  # the runner hangs: bounded by the timeout
-        states.append(await client.ready())  # back
+        stale, waited = await answer()  # the last answer, while the runner is asked again
+        assert waited < 0.05
+        states.append(stale)
+        await asyncio.sleep(0.05)
+        states.append((await answer())[0])  # the runner died
+        await asyncio.sleep(0.15)
+        await answer()  # asks again: the runner hangs...
+        await asyncio.sleep(0.15)
+        states.append((await answer())[0])  # ...and the timeout said not ready
+        await asyncio.sleep(0.15)
+        await answer()
+        await asyncio.sleep(0.05)
+        states.append((await answer())[0])  # back
         return states
 
-    assert asyncio.run(scenario()) == [True, True, False, False, True]
+    assert asyncio.run(scenario()) == [True, True, True, False, False, True]
     assert runner.calls["ready"] == 4

@@ -1,0 +1,153 @@
+"""In-process execution: estimators loaded in the gateway process, with the runner's batching
+without its hop, and one model's work never queued behind another's.
+
+A predict known to be quick (its model's recent small calls took under ``inline_budget_s``)
+runs right on the event loop: for a tiny model the hop to a worker thread costs more than the
+predict. Inline calls are timed too, so a model that turns slow (a heavy version, a costly
+input) leaves the loop from its next call on.
+
+Every other call joins its model's queue, drained on a worker thread: calls that arrive while a
+predict is running are merged into the next one (:func:`~adapters.runtime.predict_batch`), so
+concurrent requests neither fight over the GIL in many threads nor pay one predict's fixed cost
+each. Each model has its own queue and drainer: a long predict of one model delays another
+model's calls only by its share of the CPU (and the GIL), never by its whole duration. A lone
+call of more than ``chunk_rows`` rows runs chunk by chunk, and stops between chunks once its
+request is abandoned (deadline, client gone).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import anyio
+import numpy as np
+
+from .codecs import Array
+from .metrics import inprocess_batch_size
+from .registry import ModelVersion
+from .runtime import Call, Estimators, PredictFailed, Result, predict_batch, predict_one, unwrap
+
+Queued = tuple[Call, "asyncio.Future[Result]", threading.Event]
+
+
+class Abandoned(Exception):
+    """The request of a chunked call was abandoned: the remaining chunks are not run."""
+
+
+class InProcess:
+    """The executor of the models placed in process (see the module docstring)."""
+
+    def __init__(
+        self,
+        estimators: dict[str, Any] | None = None,
+        *,
+        max_batch_size: int = 64,
+        inline_max_rows: int = 16,
+        inline_budget_s: float = 0.0005,
+        chunk_rows: int = 1024,
+    ) -> None:
+        self.estimators = Estimators(estimators or {})
+        self.max_batch_size = max_batch_size
+        self.inline_max_rows = inline_max_rows
+        self.inline_budget_s = inline_budget_s
+        self.chunk_rows = chunk_rows
+        self.small_call_s: dict[str, float] = {}  # EWMA of lone small calls' duration, per tag
+        self.queues: dict[str, list[Queued]] = {}  # by model name
+        self.drainers: dict[str, asyncio.Task[None]] = {}
+        self.batch_sizes = inprocess_batch_size()
+
+    def preload_sync(self, tags: Sequence[str]) -> None:
+        for tag in tags:
+            self.estimators[tag]  # loaded by Estimators.__missing__
+
+    async def preload(self, tags: Sequence[str]) -> None:
+        await anyio.to_thread.run_sync(self.preload_sync, tags)
+
+    def forget(self, tags: Sequence[str]) -> None:
+        for tag in tags:
+            self.estimators.pop(tag, None)
+            self.small_call_s.pop(tag, None)
+
+    def runs_inline(self, tag: str, rows: int) -> bool:
+        return (
+            rows <= self.inline_max_rows and self.small_call_s.get(tag, 1.0) < self.inline_budget_s
+        )
+
+    async def predict(
+        self, version: ModelVersion, methods: tuple[str, ...], rows: Array
+    ) -> dict[str, Array]:
+        if self.runs_inline(version.tag, len(rows)):
+            start = time.perf_counter()
+            result = predict_one(self.estimators[version.tag], methods, rows)
+            self._timed(version.tag, time.perf_counter() - start)
+            return unwrap(result)
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Result] = loop.create_future()
+        abandoned = threading.Event()
+        future.add_done_callback(lambda f: abandoned.set() if f.cancelled() else None)
+        self.queues.setdefault(version.name, []).append(
+            ((version.tag, methods, rows), future, abandoned)
+        )
+        if version.name not in self.drainers:
+            self.drainers[version.name] = loop.create_task(self._drain(version.name))
+        return unwrap(await future)
+
+    async def _drain(self, name: str) -> None:
+        queue = self.queues[name]
+        try:
+            while queue:
+                batch = queue[: self.max_batch_size]
+                del queue[: self.max_batch_size]
+                # calls whose request was abandoned (deadline, client gone) are not run
+                batch = [item for item in batch if not item[1].done()]
+                if not batch:
+                    continue
+                try:
+                    results = await anyio.to_thread.run_sync(self._run, batch)
+                except Exception as exc:  # a bug of ours, or abandoned: fail these calls
+                    for _, future, _ in batch:
+                        if not future.done():
+                            future.set_exception(exc)
+                    continue
+                for (_, future, _), result in zip(batch, results, strict=True):
+                    if not future.done():  # the client may have gone away
+                        future.set_result(result)
+        finally:
+            del self.drainers[name]
+
+    def _run(self, batch: list[Queued]) -> list[Result]:
+        """In a worker thread: one merged predict, or a lone big call chunk by chunk."""
+        calls = [call for call, _, _ in batch]
+        start = time.perf_counter()
+        if len(calls) == 1 and len(calls[0][2]) > self.chunk_rows:
+            results = [self._chunked(calls[0], batch[0][2])]
+        else:
+            results = predict_batch(self.estimators, calls)
+        if len(calls) == 1 and len(calls[0][2]) <= self.inline_max_rows:
+            self._timed(calls[0][0], time.perf_counter() - start)
+        self.batch_sizes.observe(len(calls))
+        return results
+
+    def _chunked(self, call: Call, abandoned: threading.Event) -> Result:
+        tag, methods, rows = call
+        parts: list[dict[str, Array]] = []
+        for begin in range(0, len(rows), self.chunk_rows):
+            if abandoned.is_set():
+                raise Abandoned
+            part = predict_one(self.estimators[tag], methods, rows[begin : begin + self.chunk_rows])
+            if isinstance(part, PredictFailed):
+                return part
+            parts.append(part)
+        return {m: np.concatenate([p[m] for p in parts]) for m in methods}
+
+    def _timed(self, tag: str, elapsed: float) -> None:
+        """Fold a lone small call's duration into its model's moving average."""
+        previous = self.small_call_s.get(tag, elapsed)
+        self.small_call_s[tag] = 0.8 * previous + 0.2 * elapsed
+
+    async def ready(self) -> bool:
+        return True

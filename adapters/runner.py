@@ -1,0 +1,115 @@
+"""Runner execution: calls sent to the runner service (a BentoML dependency whose batchable
+``run`` API merges concurrent calls and executes them with
+:func:`~adapters.runtime.predict_batch`).
+
+A call of more than ``chunk_rows`` rows is sent as consecutive chunks, so other models' calls
+are batched between them instead of waiting behind the whole of it. A runner that cannot be
+reached (killed, restarting) is a 503 with ``Retry-After``; one that hangs is bounded by the
+request deadline (504); one over its batching latency budget is a 503.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Sequence
+from http import HTTPStatus
+from typing import Any
+
+import aiohttp
+import anyio
+import numpy as np
+from bentoml.exceptions import BentoMLException
+
+from .codecs import Array
+from .errors import NotReady, Overloaded
+from .registry import ModelVersion
+from .runtime import Result, unwrap
+
+
+class RunnerClient:
+    """Calls to the runner service (its ``bentoml.depends`` client).
+
+    Readiness asks the runner, bounded by ``ready_timeout_s``, at most every ``ready_ttl_s``:
+    the answer is the last one known while a fresh one is fetched in the background, so a health
+    probe never waits on a busy runner, and a runner that dies or hangs stops being ready within
+    ``ready_ttl_s + ready_timeout_s``.
+    """
+
+    def __init__(
+        self,
+        runner: Any,
+        *,
+        ready_ttl_s: float = 1.0,
+        ready_timeout_s: float = 2.0,
+        chunk_rows: int = 1024,
+    ):
+        self.runner = runner
+        self.ready_ttl_s = ready_ttl_s
+        self.ready_timeout_s = ready_timeout_s
+        self.chunk_rows = chunk_rows
+        self._known: bool | None = None  # the last answer; None before the first
+        self._checked_at = float("-inf")
+        self._checking: asyncio.Task[None] | None = None
+
+    def preload_sync(self, tags: Sequence[str]) -> None:
+        """Nothing to do here: each runner worker loads a version it lacks on first use."""
+
+    async def preload(self, tags: Sequence[str]) -> None:
+        """Nothing to do here: each runner worker loads a version it lacks on first use."""
+
+    def forget(self, tags: Sequence[str]) -> None:
+        """The runner keeps what it loaded (a call may still be on its way)."""
+
+    async def predict(
+        self, version: ModelVersion, methods: tuple[str, ...], rows: Array
+    ) -> dict[str, Array]:
+        if len(rows) <= self.chunk_rows:
+            return unwrap(await self._call(version, methods, rows))
+        parts = []
+        for begin in range(0, len(rows), self.chunk_rows):
+            chunk = rows[begin : begin + self.chunk_rows]
+            parts.append(unwrap(await self._call(version, methods, chunk)))
+        return {m: np.concatenate([p[m] for p in parts]) for m in methods}
+
+    async def _call(self, version: ModelVersion, methods: tuple[str, ...], rows: Array) -> Result:
+        call = [(version.tag, methods, rows)]
+        try:
+            try:
+                (result,) = await self.runner.to_async.run(call)
+            except aiohttp.ClientConnectionError:
+                # NOTE: the runner's server closes idle keep-alive connections; a call racing
+                # that close fails before it is read, so it is sent once more (predict has no
+                # side effects).
+                (result,) = await self.runner.to_async.run(call)
+        except aiohttp.ClientConnectionError:
+            self._known = False
+            raise NotReady(
+                f"the runner of model '{version.name}' cannot be reached, retry later",
+                headers={"Retry-After": "1"},
+            ) from None
+        except BentoMLException as exc:
+            if exc.error_code == HTTPStatus.SERVICE_UNAVAILABLE:
+                raise Overloaded(
+                    f"the runner of model '{version.name}' is overloaded, retry later"
+                ) from None
+            raise
+        return result  # type: ignore[no-any-return]
+
+    async def ready(self) -> bool:
+        stale = time.monotonic() - self._checked_at >= self.ready_ttl_s
+        if stale and self._checking is None:
+            self._checking = asyncio.get_running_loop().create_task(self._check())
+        if self._known is None and self._checking is not None:
+            await asyncio.shield(self._checking)  # nothing known yet: wait for the first answer
+        return bool(self._known)
+
+    async def _check(self) -> None:
+        try:
+            with anyio.fail_after(self.ready_timeout_s):
+                self._known = bool(await self.runner.to_async.ready())
+        except Exception:  # not up, gone or hung: connection refused, timeout, 503
+            self._known = False
+        finally:
+            self._checked_at = time.monotonic()
+            self._checking = None
