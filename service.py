@@ -105,4 +105,6 @@ class Gateway:
 
 if settings.fast_lane:
     service_of(Gateway).use_fast_lane(app, log_access=settings.access_log)
+service_of(Gateway).use_limits(settings.limits)
+service_of(Gateway).use_security(tokens=settings.auth_tokens, cors_origins=settings.cors_origins)
 service_of(Gateway).models.extend(bentoml.models.BentoModel(tag) for tag in stored_tags(settings))

@@ -17,7 +17,8 @@ The tree::
     │   └── UnknownOutput          an ``outputs`` entry the model does not produce
     ├── RequestTimeout (408)       the client stopped sending its body (OIP_READ_TIMEOUT_S)
     ├── PayloadTooLarge (413)      over a size limit: body, decompressed body, elements
-    ├── UnsupportedMediaType (415) a Content-Encoding other than gzip or deflate
+    ├── UnsupportedMediaType (415) a Content-Encoding other than gzip or deflate, or a
+    │                              content type any web page may POST cross-site
     ├── NotFound (404)
     │   ├── ModelNotFound
     │   ├── VersionNotFound

@@ -21,10 +21,15 @@ TimeoutMiddleware               the per-request deadline of the infer route
 MaxConcurrencyMiddleware        none (``traffic.max_concurrency`` is not set by this project);
 (``traffic.max_concurrency``)   the runner refuses calls over its latency budget (503)
 ``add_asgi_middleware``         not applied to ``/v2`` (this project adds none)
-CORS (``http.cors``)            not applied to ``/v2`` (off by default in BentoML too)
+CORS (``http.cors``)            ``OIP_CORS_ORIGINS`` (:mod:`adapters.security`), in front of
+                                every route, lane or not
 ContextMiddleware               ``bentoml.context.request`` is unset in V2 routes (unused here)
 Starlette error middlewares     :func:`adapters.routes.guarded` answers every error itself
 ==============================  ================================================================
+
+In front of everything, lane or not: optional bearer-token auth and CORS
+(:mod:`adapters.security`); in the HTTP server itself, a deadline for request headers and a cap
+on open connections (:mod:`adapters.connections`), which uvicorn as BentoML runs it lacks.
 
 ``OIP_FAST_LANE=0`` serves every request through BentoML's full stack (and the V2 app's
 middlewares); the V2 routes, their errors, deadline and metrics behave the same.
@@ -41,12 +46,16 @@ revisions): it attaches the Bento to every service of the graph.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import bentoml
 from starlette.types import ASGIApp
 
+from . import connections
+from .config import Limits
 from .lane import V2FastLane
+from .security import secure
 
 
 class GatewayService(bentoml.Service[Any]):  # type: ignore[misc]  # bentoml ships no stubs
@@ -55,17 +64,35 @@ class GatewayService(bentoml.Service[Any]):  # type: ignore[misc]  # bentoml shi
 
     v2_app: ASGIApp | None = None
     log_access: bool = False
+    auth_tokens: tuple[str, ...] = ()
+    cors_origins: tuple[str, ...] = ()
+    limits: Limits | None = None
 
     def use_fast_lane(self, v2_app: ASGIApp, *, log_access: bool) -> None:
         """Send ``/v2`` requests of the main app straight to ``v2_app``'s router."""
         self.v2_app = v2_app
         self.log_access = log_access
 
+    def use_security(self, *, tokens: Sequence[str], cors_origins: Sequence[str]) -> None:
+        """Bearer-token auth and CORS in front of every route (:mod:`adapters.security`)."""
+        self.auth_tokens, self.cors_origins = tuple(tokens), tuple(cors_origins)
+
+    def use_limits(self, limits: Limits) -> None:
+        """Header deadline and connection cap for the gateway's HTTP server."""
+        self.limits = limits
+
     def to_asgi(self, is_main: bool = True) -> Any:
         app = super().to_asgi(is_main=is_main)
-        if not is_main or self.v2_app is None:
+        if not is_main:
             return app
-        return V2FastLane(self.v2_app, app, log_access=self.log_access)
+        if self.limits is not None:  # before BentoML builds the uvicorn server of this worker
+            connections.install(
+                header_timeout_s=self.limits.read_timeout_s,
+                max_connections=self.limits.max_connections,
+            )
+        if self.v2_app is not None:
+            app = V2FastLane(self.v2_app, app, log_access=self.log_access)
+        return secure(app, tokens=self.auth_tokens, cors_origins=self.cors_origins)
 
     def on_load_bento(self, bento: Any) -> None:
         for svc in self.all_services().values():

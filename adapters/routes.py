@@ -37,6 +37,7 @@ from .errors import (
     NotReady,
     OIPError,
     RouteNotFound,
+    UnsupportedMediaType,
     oip_error_response,
 )
 from .metrics import RequestMetrics
@@ -203,6 +204,8 @@ def guarded(endpoint: Endpoint, label: str, metrics: RequestMetrics) -> Endpoint
     async def run(request: Request) -> Response:
         start = time.perf_counter()
         try:
+            if request.method == "POST":
+                refuse_simple_content_types(request)
             response = await endpoint(request)
         except ClientDisconnect:
             response = oip_error_response(request, ClientGone("the client went away"))
@@ -211,11 +214,33 @@ def guarded(endpoint: Endpoint, label: str, metrics: RequestMetrics) -> Endpoint
         except Exception:
             logger.exception("unhandled error on %s %s", request.method, request.url.path)
             response = oip_error_response(request, InternalError())
+        response.headers["X-Content-Type-Options"] = "nosniff"
         model, version = _labels(request)
         metrics.observe(label, model, version, response.status_code, time.perf_counter() - start)
         return response
 
     return run
+
+
+SIMPLE_CONTENT_TYPES = ("text/plain", "application/x-www-form-urlencoded", "multipart/form-data")
+
+
+def refuse_simple_content_types(request: Request) -> None:
+    """415 for the content types any web page can POST cross-site without a CORS preflight.
+
+    NOTE: without this, a page open in a browser could send inference or repository calls to a
+    server on the user's machine or network (``text/plain`` bodies are read as JSON here). The
+    binary extension's header already forces a preflight, so such requests pass.
+    """
+    content_type = request.headers.get("content-type")
+    if content_type is None or HEADER in request.headers:
+        return
+    media_type = content_type.partition(";")[0].strip().lower()
+    if media_type in SIMPLE_CONTENT_TYPES:
+        raise UnsupportedMediaType(
+            f"Content-Type {media_type} is not accepted: send application/json "
+            "(or application/octet-stream with the binary extension)"
+        )
 
 
 def _labels(request: Request) -> tuple[str, str]:

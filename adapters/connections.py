@@ -1,0 +1,90 @@
+"""Connection-level limits the HTTP server lacks: a deadline for request headers and a cap on open
+connections, for the gateway's uvicorn server.
+
+uvicorn (as BentoML 1.4 runs it) closes idle keep-alive connections but has no deadline for a
+request's headers, nor a cap on connections: a client that opens connections and sends headers
+byte by byte holds them forever, until file descriptors run out. :class:`GuardedHttpTools` is
+uvicorn's own httptools protocol with both added; :func:`install` makes it the one uvicorn's
+``http="auto"`` resolves to (its ``HTTP_PROTOCOLS`` table), in the gateway worker only, before
+BentoML builds the server. A body that stalls is the request deadline's and the read timeout's
+job (:func:`adapters.bodies.read_body`): those answer 408/504.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any
+
+import uvicorn.config
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+logger = logging.getLogger(__name__)
+PROTOCOL = f"{__name__}:GuardedHttpTools"
+
+
+class GuardedHttpTools(HttpToolsProtocol):
+    """uvicorn's httptools protocol with a header deadline and a connection cap."""
+
+    header_timeout_s: float = 10.0
+    max_connections: int = 1000
+    _last_refusal_log = 0.0
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._header_timer: asyncio.TimerHandle | None = None
+        if len(self.connections) > self.max_connections:
+            self._log_refusal()
+            transport.close()
+            return
+        self._arm()
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        if self._header_timer is None:  # the next request on a kept-alive connection
+            self._arm()
+
+    def on_headers_complete(self) -> None:
+        self._disarm()
+        super().on_headers_complete()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm()
+        super().connection_lost(exc)
+
+    def _arm(self) -> None:
+        self._header_timer = self.loop.call_later(self.header_timeout_s, self._headers_late)
+
+    def _disarm(self) -> None:
+        if self._header_timer is not None:
+            self._header_timer.cancel()
+            self._header_timer = None
+
+    def _headers_late(self) -> None:
+        self._header_timer = None
+        logger.info(
+            "closing a connection from %s: no complete request headers in %g s "
+            "(OIP_READ_TIMEOUT_S)",
+            self.client,
+            self.header_timeout_s,
+        )
+        self.transport.close()
+
+    def _log_refusal(self) -> None:
+        now = time.monotonic()
+        if now - GuardedHttpTools._last_refusal_log >= 1.0:  # at most one line a second
+            GuardedHttpTools._last_refusal_log = now
+            logger.warning(
+                "refusing connections: %d open, the limit is %d (OIP_MAX_CONNECTIONS)",
+                len(self.connections) - 1,
+                self.max_connections,
+            )
+
+
+def install(*, header_timeout_s: float, max_connections: int) -> None:
+    """Make uvicorn's ``http="auto"`` resolve to :class:`GuardedHttpTools` in this process."""
+    GuardedHttpTools.header_timeout_s = header_timeout_s
+    GuardedHttpTools.max_connections = max_connections
+    protocols: dict[str, Any] = uvicorn.config.HTTP_PROTOCOLS
+    protocols["auto"] = PROTOCOL

@@ -1,0 +1,225 @@
+"""Hostile traffic against the real server: every case of ``tests/data/hostile.json`` answers its
+status and ``{"error"}`` within its time bound, liveness keeps answering meanwhile, memory stays
+bounded, stalled and idle connections are closed, and the connection cap holds."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+import liveserver
+
+from .conftest import LiveServer, Store, start_server, stop_server
+
+pytestmark = pytest.mark.e2e
+CASES = json.loads((Path(__file__).parent / "data" / "hostile.json").read_text())
+LIMITS = {
+    "OIP_MAX_BODY_BYTES": str(4 * 2**20),
+    "OIP_READ_TIMEOUT_S": "1",
+    "OIP_MAX_BYTES_ELEMENT": "100000",
+    "OIP_MAX_CONNECTIONS": "40",
+    "OIP_REQUEST_TIMEOUT_S": "10",
+}
+
+
+@pytest.fixture(scope="module")
+def hostile(store: Store, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    log = tmp_path_factory.mktemp("hostile") / "server.log"
+    server = start_server(store.home, {"OIP_MODELS": "iris,text", **LIMITS}, log)
+    yield server
+    stop_server(server)
+
+
+def build(spec: Any) -> bytes:
+    """A case's body (or path): literal text, or generated so the corpus file stays small."""
+    if isinstance(spec, str):
+        return spec.encode()
+    if "gzip_of_spaces" in spec:
+        return gzip.compress(b" " * spec["gzip_of_spaces"], compresslevel=9)
+    if "latin1" in spec:
+        return str(spec["latin1"]).encode("latin-1")
+    return (spec["prefix"] + spec["repeat"] * spec["times"] + spec["suffix"]).encode()
+
+
+def test_every_hostile_case_is_a_fast_v2_error(hostile: LiveServer) -> None:
+    slowest_live = 0.0
+    stop = threading.Event()
+
+    def probe_liveness() -> None:
+        nonlocal slowest_live
+        with httpx.Client(base_url=hostile.url, timeout=10) as c:
+            while not stop.is_set():
+                start = time.monotonic()
+                assert c.get("/v2/health/live").status_code == 200
+                slowest_live = max(slowest_live, time.monotonic() - start)
+                time.sleep(0.02)
+
+    prober = threading.Thread(target=probe_liveness)
+    prober.start()
+    failures = []
+    try:
+        with httpx.Client(base_url=hostile.url, timeout=30) as c:
+            for case in CASES:
+                path = build(case["path"]).decode()
+                body = build(case["body"])
+                headers = {"Content-Type": "application/json", **case.get("headers", {})}
+                start = time.monotonic()
+                r = c.request(case.get("method", "POST"), path, content=body, headers=headers)
+                seconds = time.monotonic() - start
+                ok = (
+                    r.status_code == case["status"]
+                    and r.headers.get("content-type") == "application/json"
+                    and list(r.json()) == ["error"]
+                    and case["fragment"].lower() in r.json()["error"].lower()
+                    and len(r.content) < 2000
+                    and seconds < case["seconds"]
+                )
+                if not ok:
+                    failures.append((case["case"], r.status_code, r.text[:300], seconds))
+    finally:
+        stop.set()
+        prober.join(timeout=30)
+    assert failures == []
+    assert slowest_live < 2.0, slowest_live  # the worst case holds the loop well under a probe
+    memory = liveserver.tree_memory_mib(hostile.process.pid)
+    assert memory["rss_mib"] < 1500, memory  # a 2 GiB pod survives the whole corpus
+    assert httpx.get(f"{hostile.url}/v2/health/ready").status_code == 200
+    assert "Traceback" not in hostile.log.read_text()
+
+
+def raw(server: LiveServer) -> socket.socket:
+    host, port = server.url.removeprefix("http://").split(":")
+    return socket.create_connection((host, int(port)), timeout=10)
+
+
+def closed_within(sock: socket.socket, seconds: float) -> tuple[bool, bytes]:
+    """Whether the server ends the connection within ``seconds``, and what it sent first."""
+    sock.settimeout(seconds)
+    received = b""
+    try:
+        while chunk := sock.recv(65536):
+            received += chunk
+        return True, received
+    except TimeoutError:
+        return False, received
+    except ConnectionResetError:
+        return True, received
+
+
+def test_a_body_shorter_than_its_content_length_is_a_408(hostile: LiveServer) -> None:
+    with raw(hostile) as s:
+        s.sendall(
+            b"POST /v2/models/iris/infer HTTP/1.1\r\nHost: x\r\nContent-Type: application/json"
+            b'\r\nContent-Length: 1000\r\n\r\n{"inputs":'
+        )
+        start = time.monotonic()
+        s.settimeout(5)
+        answer = s.recv(65536)
+    assert answer.startswith(b"HTTP/1.1 408"), answer[:200]
+    assert b"OIP_READ_TIMEOUT_S" in answer
+    assert time.monotonic() - start < 3
+
+
+def test_slow_headers_are_cut_off(hostile: LiveServer) -> None:
+    with raw(hostile) as s:
+        s.sendall(b"GET /v2/health/live HTTP/1.1\r\nHost: x\r\n")  # never finishes its headers
+        closed, _ = closed_within(s, 4)
+    assert closed
+    with raw(hostile) as s:  # an idle connection that never says anything
+        closed, _ = closed_within(s, 4)
+    assert closed
+
+
+def test_the_connection_cap_refuses_and_the_server_recovers(hostile: LiveServer) -> None:
+    idle = [raw(hostile) for _ in range(60)]
+    try:
+        refused = sum(closed_within(s, 0.3)[0] for s in idle)
+        assert refused >= 15, refused  # over the cap of 40, closed at once
+    finally:
+        for s in idle:
+            s.close()
+    time.sleep(0.5)
+    assert httpx.get(f"{hostile.url}/v2/health/live").status_code == 200
+    assert "OIP_MAX_CONNECTIONS" in hostile.log.read_text()
+
+
+@pytest.fixture(scope="module")
+def guarded_server(store: Store, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    log = tmp_path_factory.mktemp("auth") / "server.log"
+    tokens = tmp_path_factory.mktemp("tokens") / "tokens.txt"
+    tokens.write_text("# one token a line\nsecond-token\n")
+    env = {
+        "OIP_MODELS": "iris",
+        "OIP_AUTH_TOKEN": "first-token",
+        "OIP_AUTH_TOKENS_FILE": str(tokens),
+        "OIP_CORS_ORIGINS": "https://app.example",
+        "OIP_ACCESS_LOG": "1",
+    }
+    server = start_server(store.home, env, log)
+    yield server
+    stop_server(server)
+
+
+ROW = {"inputs": [{"name": "input-0", "shape": [1, 4], "datatype": "FP64", "data": [1, 2, 3, 4]}]}
+
+
+def test_bearer_tokens_guard_every_route_but_the_probes(guarded_server: LiveServer) -> None:
+    with httpx.Client(base_url=guarded_server.url) as c:
+        for path in ("/v2/health/live", "/v2/health/ready", "/livez", "/readyz"):
+            assert c.get(path).status_code == 200, path
+        for method, path in [
+            ("GET", "/v2"),
+            ("GET", "/v2/models/iris"),
+            ("POST", "/v2/models/iris/infer"),
+            ("POST", "/v2/repository/index"),
+            ("GET", "/v2/docs"),
+            ("GET", "/metrics"),
+            ("GET", "/"),
+        ]:
+            for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": "Basic x"}):
+                r = c.request(method, path, headers=headers, json=ROW if method == "POST" else None)
+                assert r.status_code == 401, (method, path, headers)
+                assert r.json() == {
+                    "error": "a valid bearer token is required (Authorization: Bearer <token>)"
+                }
+                assert r.headers["www-authenticate"].startswith("Bearer")
+        for token in ("first-token", "second-token"):
+            auth = {"Authorization": f"Bearer {token}"}
+            assert c.post("/v2/models/iris/infer", json=ROW, headers=auth).status_code == 200
+            assert c.get("/metrics", headers=auth).status_code == 200
+    log = guarded_server.log.read_text()
+    assert "first-token" not in log and "second-token" not in log and "wrong" not in log
+    assert "path=/v2/models/iris/infer) (status=200)" in log  # the access log was on
+
+
+def test_cors_only_for_the_configured_origins(guarded_server: LiveServer) -> None:
+    preflight = {
+        "Access-Control-Request-Method": "POST",
+        "Access-Control-Request-Headers": "authorization,content-type",
+    }
+    with httpx.Client(base_url=guarded_server.url) as c:
+        ok = c.options(
+            "/v2/models/iris/infer", headers={"Origin": "https://app.example", **preflight}
+        )
+        assert ok.status_code == 200
+        assert ok.headers["access-control-allow-origin"] == "https://app.example"
+        other = c.options(
+            "/v2/models/iris/infer", headers={"Origin": "https://evil.example", **preflight}
+        )
+        assert "access-control-allow-origin" not in other.headers
+        answer = c.post(
+            "/v2/models/iris/infer",
+            json=ROW,
+            headers={"Origin": "https://app.example", "Authorization": "Bearer first-token"},
+        )
+        assert answer.headers["access-control-allow-origin"] == "https://app.example"
+        assert answer.headers["x-content-type-options"] == "nosniff"
