@@ -4,8 +4,9 @@
 
 A call of more than ``chunk_rows`` rows is sent as consecutive chunks, so other models' calls
 are batched between them instead of waiting behind the whole of it. A runner that cannot be
-reached (killed, restarting) is a 503 with ``Retry-After``; one that hangs is bounded by the
-request deadline (504); one over its batching latency budget is a 503.
+reached, or that readiness found down, is a 503 with ``Retry-After``; a call already on its way
+to a runner that dies or hangs ends at the request deadline (504); a runner over its batching
+latency budget is a 503.
 """
 
 from __future__ import annotations
@@ -73,6 +74,13 @@ class RunnerClient:
         return {m: np.concatenate([p[m] for p in parts]) for m in methods}
 
     async def _call(self, version: ModelVersion, methods: tuple[str, ...], rows: Array) -> Result:
+        if self._known is False and not await self.ready():
+            # NOTE: BentoML's arbiter keeps a dead runner's socket open until it restarts it, so a
+            # call would wait for the restart; once readiness says down, fail fast instead.
+            raise NotReady(
+                f"the runner of model '{version.name}' is not ready, retry later",
+                headers={"Retry-After": "1"},
+            )
         call = [(version.tag, methods, rows)]
         try:
             try:

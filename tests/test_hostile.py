@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import psutil
 import pytest
 
 import liveserver
@@ -223,3 +224,86 @@ def test_cors_only_for_the_configured_origins(guarded_server: LiveServer) -> Non
         )
         assert answer.headers["access-control-allow-origin"] == "https://app.example"
         assert answer.headers["x-content-type-options"] == "nosniff"
+
+
+@pytest.fixture(scope="module")
+def runner_server(store: Store, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    log = tmp_path_factory.mktemp("faults") / "server.log"
+    env = {"OIP_MODELS": "iris", "OIP_PLACEMENT": "runner", "OIP_REQUEST_TIMEOUT_S": "3"}
+    server = start_server(store.home, env, log)
+    yield server
+    stop_server(server)
+
+
+def runner_process(server: LiveServer) -> psutil.Process:
+    for child in psutil.Process(server.process.pid).children(recursive=True):
+        if "oip-runner" in " ".join(child.cmdline()):
+            return child
+    raise AssertionError("no runner process")
+
+
+def wait_ready(url: str, expected: int, deadline_s: float) -> float:
+    start = time.monotonic()
+    while time.monotonic() - start < deadline_s:
+        if httpx.get(f"{url}/v2/health/ready", timeout=5).status_code == expected:
+            return time.monotonic() - start
+        time.sleep(0.1)
+    raise AssertionError(f"/v2/health/ready never answered {expected} in {deadline_s} s")
+
+
+class Load:
+    """Concurrent clients on the runner-placed model; every status they get, counted."""
+
+    def __init__(self, url: str) -> None:
+        self.url, self.stop = url, threading.Event()
+        self.statuses: list[int] = []
+        self.slowest = 0.0
+        self.threads = [threading.Thread(target=self.run) for _ in range(3)]
+
+    def run(self) -> None:
+        with httpx.Client(base_url=self.url, timeout=30) as c:
+            while not self.stop.is_set():
+                start = time.monotonic()
+                self.statuses.append(c.post("/v2/models/iris/infer", json=ROW).status_code)
+                self.slowest = max(self.slowest, time.monotonic() - start)
+
+    def __enter__(self) -> Load:
+        for t in self.threads:
+            t.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        for t in self.threads:
+            t.join(timeout=60)
+
+
+def test_a_killed_runner_is_unready_then_recovers_without_a_500(runner_server: LiveServer) -> None:
+    with Load(runner_server.url) as load:
+        time.sleep(1)
+        runner_process(runner_server).kill()
+        assert wait_ready(runner_server.url, 503, 10) < 5
+        wait_ready(runner_server.url, 200, 60)  # BentoML restarts the runner
+        time.sleep(1)
+    assert 500 not in load.statuses
+    assert 503 in load.statuses  # refused fast once the runner is known to be down
+    assert set(load.statuses) <= {200, 503, 504}, set(load.statuses)  # 504: calls in flight
+    assert load.slowest < 5  # never a hang: the deadline is 3 s
+
+
+def test_a_hung_runner_is_unready_and_calls_end_at_the_deadline(runner_server: LiveServer) -> None:
+    runner = runner_process(runner_server)
+    with Load(runner_server.url) as load:
+        time.sleep(1)
+        runner.suspend()  # SIGSTOP
+        try:
+            assert wait_ready(runner_server.url, 503, 10) < 5
+            time.sleep(4)
+        finally:
+            runner.resume()
+        wait_ready(runner_server.url, 200, 20)
+        time.sleep(1)
+    assert 500 not in load.statuses
+    assert 504 in load.statuses  # calls in flight ended at the deadline
+    assert set(load.statuses) <= {200, 503, 504}, set(load.statuses)
+    assert load.slowest < 5
