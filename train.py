@@ -37,8 +37,10 @@ from sklearn.metrics import (
 from sklearn.model_selection import train_test_split
 from sklearn.pipeline import Pipeline
 
-from adapters import Settings, infer_signature
+from adapters import Settings
 from adapters.codecs import Array
+from adapters.introspect import final_estimator
+from adapters.register import save_estimator
 from adapters.repository import stored_versions
 
 TEXT_DATA = Path(__file__).parent / "data" / "ml_projects.csv"
@@ -153,22 +155,17 @@ def train(name: str, params: dict[str, Any], *, seed: int, test_size: float) -> 
     apply_params(estimator, params)
     estimator.fit(X_train, y_train)
     metrics = evaluate(recipe.task, y_test, estimator.predict(X_test))
-    final = estimator[-1] if isinstance(estimator, Pipeline) else estimator
-    signature = infer_signature(estimator, X_test[:2], input_name=recipe.input_name)
-    saved: bentoml.Model = bentoml.sklearn.save_model(
+    saved: bentoml.Model = save_estimator(
         name,
         estimator,
-        signatures={m: {"batchable": True, "batch_dim": 0} for m in signature.output_names},
+        sample=X_test[:2],
+        input_name=recipe.input_name,
+        metrics=metrics,
+        select=f"{SELECTION[recipe.task]['name']}:{SELECTION[recipe.task]['goal']}",
         labels={"task": recipe.task, "dataset": name, "framework": "scikit-learn"},
         metadata={
-            "signature": signature.to_dict(),
-            "metrics": metrics,
-            "selection_metric": SELECTION[recipe.task],
             "params": plain_params(estimator),
             "overrides": {k: str(v) for k, v in params.items()},
-            "estimator": type(estimator).__name__
-            if final is estimator
-            else f"{type(estimator).__name__}_{type(final).__name__}",
             "dataset": {
                 "name": name,
                 "source": source,
@@ -178,11 +175,6 @@ def train(name: str, params: dict[str, Any], *, seed: int, test_size: float) -> 
             },
             "seed": seed,
             "test_size": test_size,
-            **(
-                {"classes": ",".join(map(str, final.classes_))}
-                if hasattr(final, "classes_")
-                else {}
-            ),
         },
     )
     return saved
@@ -239,12 +231,16 @@ def main(argv: list[str] | None = None) -> int:
         if args.if_empty and stored_versions(name):
             print(f"{name}: already in the store, skipped (--if-empty)")
             continue
+        recipe = RECIPES[name]
+        described = type(final_estimator(recipe.build())).__name__
+        overrides = f" with {params}" if params else ""
+        print(f"{name}: training {described}{overrides} (seed {args.seed}) ...", flush=True)
         try:
             model = train(name, params, seed=args.seed, test_size=args.test_size)
         except (ValueError, TypeError) as exc:
             print(f"{name}: training failed: {exc}", file=sys.stderr)
             return 2
-        print(f"{model.tag!s}  {model.info.metadata['metrics']!s}")
+        print(f"{name}: saved {model.tag!s}  {model.info.metadata['metrics']!s}")
     return 0
 
 

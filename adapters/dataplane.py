@@ -120,9 +120,12 @@ def _output(resolved: ModelVersion, method: str, count: int | None, array: Array
     return Tensor(method, Datatype.BYTES, classify(method, array, count, resolved.classes))
 
 
-def model_input(resolved: ModelVersion, inputs: list[Tensor]) -> Array:
-    """Match the request's inputs to the signature: the one array the model's methods take."""
+def model_input(resolved: ModelVersion, inputs: list[Tensor]) -> Any:
+    """Match the request's inputs to the signature: what the model's methods take, one array
+    (or, for a model fitted on a DataFrame, a DataFrame of its columns)."""
     specs = resolved.signature.inputs
+    if resolved.signature.frame:
+        return frame_input(resolved, inputs)
     if len(specs) != 1:
         raise Unsupported("models with more than one input tensor are not supported")
     spec = specs[0]
@@ -132,6 +135,28 @@ def model_input(resolved: ModelVersion, inputs: list[Tensor]) -> Array:
             f"model '{resolved.name}' takes one input named '{spec.name}', got {names}"
         )
     return check_tensor(spec, inputs[0])
+
+
+def frame_input(resolved: ModelVersion, inputs: list[Tensor]) -> Any:
+    """The DataFrame a column model takes: one input per fitted column, any order, each
+    ``[N]`` or ``[N, 1]``, rebuilt with the fitted names and order (no feature-name warning)."""
+    import pandas as pd
+
+    specs = {spec.name: spec for spec in resolved.signature.inputs}
+    given = {tensor.name: tensor for tensor in inputs}
+    missing = [name for name in specs if name not in given]
+    unknown = [name for name in given if name not in specs]
+    if missing or unknown or len(given) != len(inputs):
+        raise InputMismatch(
+            f"model '{resolved.name}' takes one input per column {list(specs)}; "
+            f"missing {missing}, unknown {unknown}"
+            + (", some given twice" if len(given) != len(inputs) else "")
+        )
+    columns = {name: check_tensor(spec, given[name]) for name, spec in specs.items()}
+    lengths = {len(column) for column in columns.values()}
+    if len(lengths) > 1:
+        raise InvalidTensor(f"the columns of model '{resolved.name}' have different lengths")
+    return pd.DataFrame(columns, columns=list(specs))
 
 
 def check_tensor(spec: TensorSpec, tensor: Tensor) -> Array:
@@ -174,7 +199,7 @@ def requested_outputs(
     each with its classification count, if any."""
     available = resolved.signature.output_names
     if not outputs:
-        return [(name, None) for name in available]
+        return [(name, None) for name in resolved.signature.default_outputs]
     unknown = [o.name for o in outputs if o.name not in available]
     if unknown:
         raise UnknownOutput(

@@ -64,6 +64,7 @@ IRIS_METADATA = {
     "outputs": [
         {"name": "predict", "datatype": "INT64", "shape": [-1]},
         {"name": "predict_proba", "datatype": "FP64", "shape": [-1, 3]},
+        {"name": "decision_function", "datatype": "FP64", "shape": [-1, 3]},
     ],
     "properties": {
         "bentoml_tag": f"iris:{IRIS_VERSION}",
@@ -76,11 +77,12 @@ IRIS_METADATA = {
 TEXT_METADATA = {
     "name": "text",
     "versions": [TEXT_VERSION],
-    "platform": "sklearn_pipeline_logisticregression",
+    "platform": "sklearn_logisticregression",
     "inputs": [{"name": "text", "datatype": "BYTES", "shape": [-1]}],
     "outputs": [
         {"name": "predict", "datatype": "BYTES", "shape": [-1]},
         {"name": "predict_proba", "datatype": "FP64", "shape": [-1, 5]},
+        {"name": "decision_function", "datatype": "FP64", "shape": [-1, 5]},
     ],
     "properties": {"bentoml_tag": f"text:{TEXT_VERSION}", "metrics.accuracy": "0.875"},
 }

@@ -29,7 +29,16 @@ import numpy as np
 from .codecs import Array
 from .metrics import inprocess_batch_size
 from .registry import ModelVersion
-from .runtime import Call, Estimators, PredictFailed, Result, predict_batch, predict_one, unwrap
+from .runtime import (
+    Call,
+    Estimators,
+    PredictFailed,
+    Result,
+    predict_batch,
+    predict_one,
+    slice_rows,
+    unwrap,
+)
 
 Queued = tuple[Call, "asyncio.Future[Result]", threading.Event]
 
@@ -138,7 +147,8 @@ class InProcess:
         for begin in range(0, len(rows), self.chunk_rows):
             if abandoned.is_set():
                 raise Abandoned
-            part = predict_one(self.estimators[tag], methods, rows[begin : begin + self.chunk_rows])
+            chunk = slice_rows(rows, begin, begin + self.chunk_rows)
+            part = predict_one(self.estimators[tag], methods, chunk)
             if isinstance(part, PredictFailed):
                 return part
             parts.append(part)

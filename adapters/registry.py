@@ -20,7 +20,8 @@ from datetime import datetime
 from typing import Any
 
 from .errors import ModelNotFound, VersionNotFound
-from .signature import Signature, signature_without_metadata
+from .introspect import derive_signature, final_estimator
+from .signature import Signature
 
 
 @dataclass(frozen=True)
@@ -47,15 +48,20 @@ class ModelVersion:
         info = stored.info
         metadata: dict[str, Any] = dict(info.metadata)
         classes = tuple(str(metadata["classes"]).split(",")) if "classes" in metadata else ()
+        estimator = metadata.get("estimator")
         if "signature" in metadata:
             signature = Signature.from_dict(metadata["signature"])
-        else:
+        else:  # a plain save_model: derive what the metadata does not say
             import bentoml
 
-            estimator_object = bentoml.sklearn.load_model(stored)
-            signature = signature_without_metadata(estimator_object)
-            classes = classes or tuple(str(c) for c in getattr(estimator_object, "classes_", ()))
-        estimator = metadata.get("estimator") or info.module.rsplit(".", 1)[-1]
+            loaded = bentoml.sklearn.load_model(stored)
+            signature = derive_signature(loaded)
+            final = final_estimator(loaded)
+            classes = classes or tuple(str(c) for c in getattr(final, "classes_", ()))
+            estimator = estimator or type(final).__name__
+        if classes:
+            metadata.setdefault("classes", ",".join(classes))
+        estimator = estimator or info.module.rsplit(".", 1)[-1]
         return cls(
             name=stored.tag.name,
             version=stored.tag.version,

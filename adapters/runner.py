@@ -25,7 +25,7 @@ from bentoml.exceptions import BentoMLException
 from .codecs import Array
 from .errors import NotReady, Overloaded
 from .registry import ModelVersion
-from .runtime import Result, unwrap
+from .runtime import Result, slice_rows, unwrap
 
 
 class RunnerClient:
@@ -69,7 +69,7 @@ class RunnerClient:
             return unwrap(await self._call(version, methods, rows))
         parts = []
         for begin in range(0, len(rows), self.chunk_rows):
-            chunk = rows[begin : begin + self.chunk_rows]
+            chunk = slice_rows(rows, begin, begin + self.chunk_rows)
             parts.append(unwrap(await self._call(version, methods, chunk)))
         return {m: np.concatenate([p[m] for p in parts]) for m in methods}
 

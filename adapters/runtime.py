@@ -84,7 +84,7 @@ def predict_batch(estimators: dict[str, Any], calls: Sequence[Call]) -> list[Res
             results[indices[0]] = predict_one(estimator, methods, calls[indices[0]][2])
             continue
         parts = [calls[i][2] for i in indices]
-        merged = predict_one(estimator, methods, np.concatenate(parts))
+        merged = predict_one(estimator, methods, concat_rows(parts))
         if isinstance(merged, PredictFailed):
             for i in indices:
                 results[i] = predict_one(estimator, methods, calls[i][2])
@@ -95,6 +95,20 @@ def predict_batch(estimators: dict[str, Any], calls: Sequence[Call]) -> list[Res
             results[i] = {m: split[m][position] for m in methods}
     assert all(r is not None for r in results)  # every call belongs to exactly one group
     return results  # type: ignore[return-value]
+
+
+def concat_rows(parts: Sequence[Any]) -> Any:
+    """Inputs of several calls as one: arrays stacked, DataFrames (column models) concatenated."""
+    if hasattr(parts[0], "iloc"):
+        import pandas as pd
+
+        return pd.concat(parts, ignore_index=True)
+    return np.concatenate(parts)
+
+
+def slice_rows(rows: Any, begin: int, end: int) -> Any:
+    """Rows ``begin:end`` of an array or a DataFrame (by position)."""
+    return rows.iloc[begin:end] if hasattr(rows, "iloc") else rows[begin:end]
 
 
 def unwrap(result: Result) -> dict[str, Array]:

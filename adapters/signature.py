@@ -1,9 +1,12 @@
 """V2 signatures of scikit-learn estimators: which tensors go in, which come out.
 
 The signature is introspected once, by running the estimator on a sample, and stored with the
-model (``metadata["signature"]``) by ``train.py``; the registry reads it back and never needs a
-hand-written description of a model. For a model saved without one, the registry derives it from
-``n_features_in_`` the same way.
+model (``metadata["signature"]``) by :mod:`adapters.register` (which ``train.py`` uses); the
+registry reads it back and never needs a hand-written description of a model. For a model saved
+without one, :mod:`adapters.introspect` derives it the same way.
+
+A model fitted on a pandas DataFrame (``frame``) takes one input per column, in column order;
+every other model takes one tensor whose rows are the samples.
 """
 
 from __future__ import annotations
@@ -16,8 +19,10 @@ import numpy as np
 from .codecs import Array, datatype_of
 from .schemas import Datatype
 
-OUTPUT_METHODS = ("predict", "predict_proba", "transform")
-"""Estimator methods exposed as output tensors, each named after its method."""
+OUTPUT_METHODS = ("predict", "predict_proba", "decision_function", "transform")
+"""Estimator methods exposed as output tensors, each named after its method. When a request
+names no output, all are computed except ``decision_function`` beside ``predict_proba`` (the same
+scores, unnormalised): it is there when asked for."""
 
 DEFAULT_INPUT_NAME = "input-0"
 
@@ -46,23 +51,36 @@ class Signature:
 
     inputs: tuple[TensorSpec, ...]
     outputs: tuple[TensorSpec, ...]
+    frame: bool = False  # inputs are the columns of a pandas DataFrame
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        data: dict[str, Any] = {
             "inputs": [t.to_dict() for t in self.inputs],
             "outputs": [t.to_dict() for t in self.outputs],
         }
+        if self.frame:
+            data["frame"] = True
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Signature:
         return cls(
             tuple(TensorSpec.from_dict(t) for t in data["inputs"]),
             tuple(TensorSpec.from_dict(t) for t in data["outputs"]),
+            bool(data.get("frame", False)),
         )
 
     @property
     def output_names(self) -> tuple[str, ...]:
         return tuple(t.name for t in self.outputs)
+
+    @property
+    def default_outputs(self) -> tuple[str, ...]:
+        """What a request that names no output gets (see :data:`OUTPUT_METHODS`)."""
+        names = self.output_names
+        if "predict_proba" in names:
+            return tuple(n for n in names if n != "decision_function")
+        return names
 
 
 def run_method(estimator: Any, method: str, x: Array) -> Array:
@@ -74,30 +92,32 @@ def run_method(estimator: Any, method: str, x: Array) -> Array:
 
 
 def infer_signature(
-    estimator: Any, sample: Array, *, input_name: str = DEFAULT_INPUT_NAME
+    estimator: Any, sample: Any, *, input_name: str = DEFAULT_INPUT_NAME
 ) -> Signature:
     """Introspect the signature by running every exposed method on ``sample``.
 
     Args:
         estimator: a fitted scikit-learn estimator or pipeline.
         sample: a few rows of valid input; its dtype and trailing dimensions become the input
-            spec, the leading dimension becomes -1.
-        input_name: the name clients use for the input tensor.
+            spec, the leading dimension becomes -1. A pandas DataFrame gives one input per
+            column (BYTES for text columns).
+        input_name: the name clients use for the input tensor (not for a DataFrame).
     """
-    inputs = (TensorSpec(input_name, datatype_of(sample), (-1, *sample.shape[1:])),)
+    frame = hasattr(sample, "columns") and hasattr(sample, "iloc")
+    if frame:
+        inputs = tuple(
+            TensorSpec(str(name), _column_datatype(sample[name]), (-1,)) for name in sample.columns
+        )
+    else:
+        inputs = (TensorSpec(input_name, datatype_of(sample), (-1, *sample.shape[1:])),)
     outputs = []
     for method in OUTPUT_METHODS:
         if hasattr(estimator, method):
             out = run_method(estimator, method, sample)
             outputs.append(TensorSpec(method, datatype_of(out), (-1, *out.shape[1:])))
-    return Signature(inputs, tuple(outputs))
+    return Signature(inputs, tuple(outputs), frame)
 
 
-def signature_without_metadata(estimator: Any) -> Signature:
-    """Derive the signature of a numeric-input model saved without one."""
-    n_features = getattr(estimator, "n_features_in_", None)
-    if n_features is None:
-        raise ValueError(
-            "the model has no V2 signature in its metadata and no n_features_in_ to derive one"
-        )
-    return infer_signature(estimator, np.zeros((2, int(n_features)), dtype=np.float64))
+def _column_datatype(column: Any) -> Datatype:
+    values = np.asarray(column)
+    return Datatype.BYTES if values.dtype.kind in "OUS" else datatype_of(values)

@@ -8,9 +8,10 @@ from collections.abc import Iterator
 import bentoml
 import numpy as np
 import pytest
-from sklearn.feature_extraction.text import CountVectorizer
-from sklearn.naive_bayes import MultinomialNB
+from sklearn.datasets import load_iris
+from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import FunctionTransformer
 from starlette.testclient import TestClient
 
 import train
@@ -82,20 +83,21 @@ def test_only_servable_names_can_be_loaded(client: TestClient) -> None:
     assert "not in OIP_MODELS" in response.json()["error"]
 
 
+@pytest.mark.filterwarnings("ignore:divide by zero")
 def test_a_version_that_cannot_be_served_is_unavailable_not_fatal(
     client: TestClient, store: Store
 ) -> None:
-    """A text pipeline saved with plain save_model has no signature to derive (yet): that
-    version is UNAVAILABLE with the reason; the model's other versions keep serving."""
-    pipeline = make_pipeline(CountVectorizer(), MultinomialNB()).fit(
-        ["red apple", "green leaf"], [0, 1]
-    )
+    """A pipeline saved with plain save_model that fails on the sample its signature is derived
+    from (log of zero): that version is UNAVAILABLE with the reason; the others keep serving."""
+    X, y = load_iris(return_X_y=True)
+    pipeline = make_pipeline(FunctionTransformer(np.log), LogisticRegression(max_iter=500))
+    pipeline.fit(X, y)
     odd = bentoml.sklearn.save_model("iris", pipeline)
     try:
         assert client.post("/v2/repository/models/iris/load").json() == {}
         index = client.post("/v2/repository/index").json()
         entry = next(e for e in index if e["version"] == odd.tag.version)
-        assert entry["state"] == "UNAVAILABLE" and "signature" in entry["reason"]
+        assert entry["state"] == "UNAVAILABLE" and "derived sample" in entry["reason"]
         ready = client.post("/v2/repository/index", json={"ready": True}).json()
         assert odd.tag.version not in {e["version"] for e in ready}
         assert client.post("/v2/models/iris/infer", json=ROW).status_code == 200

@@ -63,7 +63,7 @@ def test_model_metadata_lists_every_version_and_the_signature(
     assert sorted(meta["versions"]) == sorted(t.split(":")[1] for t in store.tags["iris"])
     assert meta["platform"] == "sklearn_logisticregression"
     assert meta["inputs"] == [{"name": "input-0", "datatype": "FP64", "shape": [-1, 4]}]
-    assert [o["name"] for o in meta["outputs"]] == ["predict", "predict_proba"]
+    assert [o["name"] for o in meta["outputs"]] == ["predict", "predict_proba", "decision_function"]
     props = meta["properties"]
     assert all(isinstance(v, str) for v in props.values())
     assert props["bentoml_tag"] == store.tags["iris"][-1]  # unversioned = latest
