@@ -13,17 +13,23 @@ from typing import Any
 import bentoml
 
 from adapters import (
+    ConfigError,
     Placement,
     Settings,
     build_app,
     build_dataplane,
+    check_store,
     predict_batch,
     runner_estimators,
     stored_tags,
 )
 from adapters.gateway import GatewayService
 
-settings = Settings.from_env()
+try:  # once, in `bentoml serve` itself before any worker: a bad value is one line, not a loop
+    settings = Settings.from_env()
+    check_store(settings)
+except ConfigError as exc:
+    raise SystemExit(f"oip-sklearn: configuration error: {exc}") from None
 app = build_app()
 # BentoML's own timeout is a backstop one second past the V2 deadline, so that the V2 routes
 # answer their own 504 (with their metric) whether or not the fast lane is on.

@@ -37,6 +37,7 @@ __version__ = "0.1.0"  # the one source: pyproject.toml reads it (tool.setuptool
 from .codecs import DATATYPE_TO_DTYPE, DTYPE_TO_DATATYPE, decode_tensor, encode_tensor
 from .config import Placement, Settings
 from .dataplane import DataPlane
+from .environment import ConfigError
 from .errors import OIPError
 from .inprocess import InProcess
 from .messages import InferRequest, InferResponse, RequestedOutput, Tensor
@@ -46,9 +47,10 @@ from .runner import RunnerClient
 from .runtime import load_estimators, predict_batch
 from .schemas import Datatype, InferenceRequest
 from .signature import Signature, TensorSpec, infer_signature
-from .wiring import build_dataplane, runner_estimators, stored_tags
+from .wiring import build_dataplane, check_store, runner_estimators, stored_tags
 
 __all__ = [
+    "ConfigError",
     "DATATYPE_TO_DTYPE",
     "DTYPE_TO_DATATYPE",
     "DataPlane",
@@ -71,6 +73,7 @@ __all__ = [
     "__version__",
     "build_app",
     "build_dataplane",
+    "check_store",
     "decode_tensor",
     "encode_tensor",
     "infer_signature",

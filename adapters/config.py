@@ -1,5 +1,7 @@
-"""Server configuration, read from environment variables only (the same in a shell, a Bento and a
-container). Every variable has a default, so ``bentoml serve`` works with none set.
+"""Server configuration: ``OIP_*`` environment variables (the same in a shell, a Bento and a
+container), over an optional ``OIP_CONFIG`` file; read and validated by
+:mod:`adapters.environment`. Every variable has a default, so ``bentoml serve`` works with none
+set; the limits and security variables are in the README's "Limits and security".
 
 =====================  =====================================  =================================
 variable               meaning                                default
@@ -30,20 +32,24 @@ OIP_POLL_INTERVAL_S    reload served models from the store    ``0`` (off)
 OIP_FAST_LANE          V2 requests skip BentoML's per-request ``1``
                        middlewares (``adapters/gateway.py``
                        lists each one and its stand-in)
+OIP_CONFIG             a TOML or YAML file: the same settings unset
+                       and per-model sections (placement,
+                       default version, signature override)
 =====================  =====================================  =================================
 """
 
 from __future__ import annotations
 
 import enum
-import os
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TypeVar
+from typing import Any
+
+from .environment import ConfigError, read
+from .signature import Signature
 
 DEFAULT_MODELS = ("iris", "diabetes", "text")
-N = TypeVar("N", int, float)
 
 
 class Placement(enum.StrEnum):
@@ -51,6 +57,18 @@ class Placement(enum.StrEnum):
 
     INPROCESS = "inprocess"  # in the gateway process, off the event loop
     RUNNER = "runner"  # in the dependent runner service, with adaptive batching
+
+
+def _keys(value: str) -> set[str]:
+    """The model names a per-model variable sets explicitly."""
+    return {part.partition("=")[0].strip() for part in value.split(",") if "=" in part}
+
+
+def _signature(name: str, data: dict[str, Any]) -> Signature:
+    try:
+        return Signature.from_dict(data)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ConfigError(f"OIP_CONFIG [model.{name}] signature: {exc!r}") from None
 
 
 def parse_per_model(value: str, default: str) -> dict[str, str]:
@@ -65,38 +83,15 @@ def parse_per_model(value: str, default: str) -> dict[str, str]:
     return result
 
 
-def _flag(value: str) -> bool:
-    return value.strip().lower() not in ("0", "false", "no", "off", "")
-
-
-def _number(
-    env: Mapping[str, str], name: str, default: N, kind: Callable[[str], N], *, zero: bool = False
-) -> N:
-    """A positive number (or zero, if allowed) from ``env[name]``; a bad value fails naming the
-    variable."""
-    raw = env.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        value = kind(raw)
-    except ValueError:
-        value = None
-    if value is None or not (value > 0 or (zero and value == 0)):
-        allowed = "zero or a positive" if zero else "a positive"
-        raise ValueError(f"{name}: {raw!r} is not {allowed} {kind.__name__}")
-    return value
-
-
-def _tokens(env: Mapping[str, str]) -> tuple[str, ...]:
+def _tokens(token: str, path: str) -> tuple[str, ...]:
     """Bearer tokens from ``OIP_AUTH_TOKEN`` and/or ``OIP_AUTH_TOKENS_FILE`` (one per line,
     ``#`` comments); a named file that cannot be read is a start-up error."""
-    tokens = [env.get("OIP_AUTH_TOKEN", "").strip()]
-    path = env.get("OIP_AUTH_TOKENS_FILE", "").strip()
-    if path:
+    tokens = [token.strip()]
+    if path.strip():
         try:
             lines = Path(path).read_text(encoding="utf-8").splitlines()
         except OSError as exc:
-            raise ValueError(
+            raise ConfigError(
                 f"OIP_AUTH_TOKENS_FILE: cannot read {path!r} ({exc.strerror})"
             ) from None
         tokens += [line.strip() for line in lines if not line.strip().startswith("#")]
@@ -135,46 +130,81 @@ class Settings:
     auth_tokens: tuple[str, ...] = ()
     cors_origins: tuple[str, ...] = ()
 
+    signatures: dict[str, Signature] = field(default_factory=dict)  # per model, from the file
+
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
-        env = os.environ if env is None else env
-        models = tuple(m.strip() for m in env.get("OIP_MODELS", "").split(",") if m.strip())
+        """The settings from ``env`` (default: the process environment) and ``OIP_CONFIG``.
+
+        Raises:
+            ConfigError: one line naming the variable and the value.
+        """
+        raw = read(env)
+        models = tuple(m.strip() for m in raw.models.split(",") if m.strip()) or DEFAULT_MODELS
+        sections = raw.model
+        placements = parse_per_model(raw.placement, "inprocess")
+        defaults = parse_per_model(raw.default_version, "latest")
+        for name, section in sections.items():
+            if section.placement and name not in _keys(raw.placement):
+                placements[name] = section.placement
+            if section.default_version and name not in _keys(raw.default_version):
+                defaults[name] = section.default_version
         settings = cls(
-            models=models or DEFAULT_MODELS,
-            placements=parse_per_model(env.get("OIP_PLACEMENT", ""), "inprocess"),
-            default_versions=parse_per_model(env.get("OIP_DEFAULT_VERSION", ""), "latest"),
-            workers=_number(env, "OIP_WORKERS", 1, int),
-            runner_workers=_number(env, "OIP_RUNNER_WORKERS", 1, int),
-            max_batch_size=_number(env, "OIP_MAX_BATCH_SIZE", 64, int),
-            max_latency_ms=_number(env, "OIP_MAX_LATENCY_MS", 10000, int),
+            models=models,
+            placements=placements,
+            default_versions=defaults,
+            workers=raw.workers,
+            runner_workers=raw.runner_workers,
+            max_batch_size=raw.max_batch_size,
+            max_latency_ms=raw.max_latency_ms,
+            server_name=raw.server_name,
+            access_log=raw.access_log,
+            tracing=raw.tracing,
+            fast_lane=raw.fast_lane,
             limits=Limits(
-                request_timeout_s=_number(env, "OIP_REQUEST_TIMEOUT_S", 60.0, float),
-                read_timeout_s=_number(env, "OIP_READ_TIMEOUT_S", 10.0, float),
-                max_body_bytes=_number(env, "OIP_MAX_BODY_BYTES", 64 * 2**20, int),
-                max_elements=_number(env, "OIP_MAX_ELEMENTS", 16 * 2**20, int),
-                max_bytes_element=_number(env, "OIP_MAX_BYTES_ELEMENT", 2**20, int),
-                max_connections=_number(env, "OIP_MAX_CONNECTIONS", 1000, int),
+                request_timeout_s=raw.request_timeout_s,
+                read_timeout_s=raw.read_timeout_s,
+                max_body_bytes=raw.max_body_bytes,
+                max_elements=raw.max_elements,
+                max_bytes_element=raw.max_bytes_element,
+                max_connections=raw.max_connections,
             ),
-            auth_tokens=_tokens(env),
-            cors_origins=tuple(
-                o.strip() for o in env.get("OIP_CORS_ORIGINS", "").split(",") if o.strip()
-            ),
-            poll_interval_s=_number(env, "OIP_POLL_INTERVAL_S", 0.0, float, zero=True),
-            server_name=env.get("OIP_SERVER_NAME", "bentoml-oip-sklearn"),
-            access_log=_flag(env.get("OIP_ACCESS_LOG", "0")),
-            tracing=_flag(env.get("OIP_TRACING", "0")),
-            fast_lane=_flag(env.get("OIP_FAST_LANE", "1")),
+            poll_interval_s=raw.poll_interval_s,
+            auth_tokens=_tokens(raw.auth_token, raw.auth_tokens_file),
+            cors_origins=tuple(o.strip() for o in raw.cors_origins.split(",") if o.strip()),
+            signatures={n: _signature(n, s.signature) for n, s in sections.items() if s.signature},
         )
-        for name in settings.models:
-            settings.placement(name)  # fail at start-up on a misspelt placement
+        settings.check()
         return settings
+
+    def check(self) -> None:
+        """Per-model keys name served models, placements are known ones.
+
+        Raises:
+            ConfigError: naming the variable and the value.
+        """
+        for variable, mapping in (
+            ("OIP_PLACEMENT", self.placements),
+            ("OIP_DEFAULT_VERSION", self.default_versions),
+        ):
+            stray = [k for k in mapping if k != "*" and k not in self.models]
+            if stray:
+                raise ConfigError(
+                    f"{variable}: {stray[0]!r} is not a served model (OIP_MODELS: "
+                    f"{', '.join(self.models)})"
+                )
+        for name in self.models:
+            self.placement(name)
+        stray = [n for n in self.signatures if n not in self.models]
+        if stray:
+            raise ConfigError(f"OIP_CONFIG [model.{stray[0]}]: not a served model")
 
     def placement(self, name: str) -> Placement:
         value = self.placements.get(name, self.placements["*"])
         try:
             return Placement(value)
         except ValueError:
-            raise ValueError(
+            raise ConfigError(
                 f"OIP_PLACEMENT: '{value}' for model '{name}' is not one of "
                 f"{[p.value for p in Placement]}"
             ) from None

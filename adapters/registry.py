@@ -42,16 +42,17 @@ class ModelVersion:
         return f"{self.name}:{self.version}"
 
     @classmethod
-    def from_stored(cls, stored: Any) -> ModelVersion:
+    def from_stored(cls, stored: Any, *, signature: Signature | None = None) -> ModelVersion:
         """Read a version from a ``bentoml.models`` entry (metadata only, unless it lacks a
-        signature, in which case the estimator is loaded to derive one)."""
+        signature, in which case the estimator is loaded to derive one); ``signature``, when
+        given (``OIP_CONFIG``), overrides both."""
         info = stored.info
         metadata: dict[str, Any] = dict(info.metadata)
         classes = tuple(str(metadata["classes"]).split(",")) if "classes" in metadata else ()
         estimator = metadata.get("estimator")
-        if "signature" in metadata:
+        if signature is None and "signature" in metadata:
             signature = Signature.from_dict(metadata["signature"])
-        else:  # a plain save_model: derive what the metadata does not say
+        if signature is None:  # a plain save_model: derive what the metadata does not say
             import bentoml
 
             loaded = bentoml.sklearn.load_model(stored)

@@ -24,6 +24,7 @@ import anyio
 from .errors import BadRequest, ModelNotFound
 from .registry import ModelVersion, Registry, ServedModel
 from .runtime import Executor
+from .signature import Signature
 
 logger = logging.getLogger(__name__)
 READY, UNAVAILABLE, UNLOADED = "READY", "UNAVAILABLE", "UNLOADED"
@@ -48,6 +49,7 @@ class Repository:
         default_version: the version or alias of a model's unversioned routes, by name.
         executors: each name's executor, told which versions to have ready.
         only: the tags to consider (a Bento's), or ``None`` for the whole store.
+        signatures: per model name, a signature overriding the stored or derived one.
     """
 
     def __init__(
@@ -57,11 +59,13 @@ class Repository:
         executors: Mapping[str, Executor],
         *,
         only: Collection[str] | None = None,
+        signatures: Mapping[str, Signature] | None = None,
     ) -> None:
         self.names = tuple(names)
         self.default_version = default_version
         self.executors = executors
         self.only = only
+        self.signatures = signatures or {}
         self.registry = Registry()
         self.unavailable: dict[str, dict[str, str]] = {}  # name -> version -> reason
         self._read: dict[str, ModelVersion | str] = {}  # tag -> version, or why it failed
@@ -79,7 +83,8 @@ class Repository:
                 continue
             if tag not in self._read:
                 try:
-                    self._read[tag] = ModelVersion.from_stored(stored)
+                    override = self.signatures.get(name)
+                    self._read[tag] = ModelVersion.from_stored(stored, signature=override)
                 except Exception as exc:  # a user's model we cannot describe: say why
                     logger.warning("%s cannot be served: %s", tag, exc)
                     self._read[tag] = f"{type(exc).__name__}: {exc}"

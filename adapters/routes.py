@@ -153,7 +153,9 @@ async def unknown_route(request: Request) -> Response:
         {
             method
             for route in request.app.routes
-            if isinstance(route, Route) and route.path != CATCH_ALL and route.path_regex.match(path)
+            if isinstance(route, Route)
+            and not isinstance(route.endpoint, AnyMethod)
+            and route.path_regex.match(path)
             for method in route.methods or ()
         }
     )
@@ -263,7 +265,8 @@ def build_app() -> Starlette:
         for prefix in MODEL_PREFIXES
         for suffix, verb, endpoint, label in MODEL_ROUTES
     ]
-    routes.append(Route(CATCH_ALL, AnyMethod(guarded(unknown_route, "other", metrics))))
+    catch_all = AnyMethod(guarded(unknown_route, "other", metrics))
+    routes += [Route("/v2", catch_all), Route(CATCH_ALL, catch_all)]  # "/v2" itself too
     return Starlette(routes=routes)
 
 

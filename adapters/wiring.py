@@ -12,7 +12,9 @@ from typing import Any
 from . import __version__
 from .config import Placement, Settings
 from .dataplane import DataPlane
+from .environment import ConfigError
 from .inprocess import InProcess
+from .registry import ModelVersion
 from .repository import Repository, stored_versions
 from .runner import RunnerClient
 from .runtime import Estimators, Executor, load_estimators
@@ -34,7 +36,9 @@ def runner_estimators(settings: Settings, *, bento: Any = None) -> Estimators:
     """The estimators of every servable version of the models placed on the runner; versions
     loaded into the gateway later are loaded by the runner on first use."""
     names = settings.models_in(Placement.RUNNER)
-    repository = Repository(names, settings.default_version, {}, only=bento_tags(bento))
+    repository = Repository(
+        names, settings.default_version, {}, only=bento_tags(bento), signatures=settings.signatures
+    )
     return load_estimators(v.tag for name in names for v in repository.scan(name))
 
 
@@ -62,7 +66,11 @@ def build_dataplane(settings: Settings, runner: Any = None, *, bento: Any = None
         else:
             executors[name] = remote
     repository = Repository(
-        settings.models, settings.default_version, executors, only=bento_tags(bento)
+        settings.models,
+        settings.default_version,
+        executors,
+        only=bento_tags(bento),
+        signatures=settings.signatures,
     )
     repository.start()
     return DataPlane(
@@ -70,4 +78,46 @@ def build_dataplane(settings: Settings, runner: Any = None, *, bento: Any = None
         server_name=settings.server_name,
         server_version=__version__,
         limits=settings.limits,
+    )
+
+
+def check_store(settings: Settings) -> None:
+    """What can be checked against the store before any worker starts: each served model has a
+    version, each default version exists, and some version of each model can be served.
+
+    Raises:
+        ConfigError: naming the variable and the value.
+    """
+    for name in settings.models:
+        stored = stored_versions(name)
+        if not stored:
+            raise ConfigError(
+                f"OIP_MODELS: {name!r} has no version in the BentoML store; train it "
+                "(python train.py) or save it (python -m adapters.register), or remove it"
+            )
+        default = settings.default_version(name)
+        versions = [m.tag.version for m in stored]
+        if default not in ("latest", "best", *versions):
+            listed = ", ".join(versions[:5]) + (", ..." if len(versions) > 5 else "")
+            raise ConfigError(
+                f"OIP_DEFAULT_VERSION: {default!r} for model {name!r} is not latest, best or "
+                f"one of its versions ({listed})"
+            )
+        _check_servable(name, stored, settings)
+
+
+def _check_servable(name: str, stored: list[Any], settings: Settings) -> None:
+    """Some version has a signature: stored, configured, or derivable (newest first)."""
+    if name in settings.signatures or any("signature" in m.info.metadata for m in stored):
+        return
+    problems = []
+    for version in sorted(stored, key=lambda m: m.info.creation_time, reverse=True):
+        try:
+            ModelVersion.from_stored(version)
+            return
+        except Exception as exc:
+            problems.append(f"{version.tag.version}: {exc}")
+    raise ConfigError(
+        f"OIP_MODELS: {name!r} has no version that can be served ({'; '.join(problems)[:500]}); "
+        "give it a signature in OIP_CONFIG or save it with a sample (python -m adapters.register)"
     )

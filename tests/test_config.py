@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
+import yaml
 
 from adapters.config import DEFAULT_MODELS, Placement, Settings, parse_per_model
+from adapters.environment import ConfigError
+from adapters.signature import Signature
 
 
 def test_defaults() -> None:
@@ -33,8 +38,89 @@ def test_per_model_placement_and_default_version() -> None:
 
 
 def test_misspelt_placement_fails_at_start_up() -> None:
-    with pytest.raises(ValueError, match="'runers' for model 'iris'"):
+    with pytest.raises(ConfigError, match="'runers' for model 'iris'"):
         Settings.from_env({"OIP_MODELS": "iris", "OIP_PLACEMENT": "runers"})
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"OIP_WORKERS": "two"}, "OIP_WORKERS='two': input should be a valid integer"),
+        ({"OIP_WORKERS": "0"}, "OIP_WORKERS='0': input should be greater than 0"),
+        ({"OIP_ACCESS_LOG": "ture"}, "OIP_ACCESS_LOG='ture': input should be a valid boolean"),
+        ({"OIP_REQUEST_TIMEOUT_S": "-1"}, "OIP_REQUEST_TIMEOUT_S='-1'"),
+        ({"OIP_POLL_INTERVAL_S": "soon"}, "OIP_POLL_INTERVAL_S='soon'"),
+        ({"OIP_MODLES": "iris"}, "OIP_MODLES: not a setting of this server"),
+        ({"OIP_PLACEMENT": "irsi=runner"}, "OIP_PLACEMENT: 'irsi' is not a served model"),
+        ({"OIP_DEFAULT_VERSION": "txt=best"}, "OIP_DEFAULT_VERSION: 'txt' is not a served model"),
+        ({"OIP_AUTH_TOKENS_FILE": "/nonexistent"}, "OIP_AUTH_TOKENS_FILE: cannot read"),
+        ({"OIP_CONFIG": "/nonexistent.toml"}, "OIP_CONFIG: cannot read"),
+    ],
+)
+def test_each_bad_value_is_one_line_naming_the_variable(env: dict[str, str], message: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        Settings.from_env(env)
+    assert message in str(caught.value)
+    assert "\n" not in str(caught.value)
+
+
+def test_zero_is_a_valid_poll_interval_and_flags_read_like_flags() -> None:
+    settings = Settings.from_env(
+        {"OIP_POLL_INTERVAL_S": "0", "OIP_FAST_LANE": "off", "OIP_TRACING": "yes"}
+    )
+    assert (settings.poll_interval_s, settings.fast_lane, settings.tracing) == (0.0, False, True)
+
+
+SIGNATURE = {
+    "frame": True,
+    "inputs": [{"name": "age", "datatype": "FP64", "shape": [-1]}],
+    "outputs": [{"name": "predict", "datatype": "INT64", "shape": [-1]}],
+}
+
+
+@pytest.mark.parametrize("suffix", [".toml", ".yaml"])
+def test_a_config_file_under_the_environment(tmp_path: Path, suffix: str) -> None:
+    if suffix == ".toml":
+        text = (
+            'models = ["iris", "churn"]\nplacement = "runner"\nmax_batch_size = 8\n'
+            '[model.churn]\nplacement = "inprocess"\ndefault_version = "best"\n'
+            "[model.churn.signature]\nframe = true\n"
+            'inputs = [{name = "age", datatype = "FP64", shape = [-1]}]\n'
+            'outputs = [{name = "predict", datatype = "INT64", shape = [-1]}]\n'
+        )
+    else:
+        text = yaml.safe_dump(
+            {
+                "models": ["iris", "churn"],
+                "placement": "runner",
+                "max_batch_size": 8,
+                "model": {
+                    "churn": {
+                        "placement": "inprocess",
+                        "default_version": "best",
+                        "signature": SIGNATURE,
+                    }
+                },
+            }
+        )
+    path = tmp_path / f"oip{suffix}"
+    path.write_text(text)
+    settings = Settings.from_env({"OIP_CONFIG": str(path), "OIP_MAX_BATCH_SIZE": "32"})
+    assert settings.models == ("iris", "churn")
+    assert settings.placement("iris") is Placement.RUNNER
+    assert settings.placement("churn") is Placement.INPROCESS
+    assert settings.default_version("churn") == "best"
+    assert settings.max_batch_size == 32  # the environment wins
+    assert settings.signatures["churn"] == Signature.from_dict(SIGNATURE)
+    overridden = Settings.from_env({"OIP_CONFIG": str(path), "OIP_PLACEMENT": "churn=runner"})
+    assert overridden.placement("churn") is Placement.RUNNER
+
+
+def test_a_config_file_with_an_unknown_key_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "oip.toml"
+    path.write_text('modles = ["iris"]\n')
+    with pytest.raises(ConfigError, match="modles"):
+        Settings.from_env({"OIP_CONFIG": str(path)})
 
 
 @pytest.mark.parametrize(

@@ -49,9 +49,10 @@ def test_v2_routes_answer_through_bentoml_app(client: TestClient) -> None:
     assert response.json()["model_name"] == "iris"
 
 
+@pytest.mark.parametrize("path", ["/v2", "/v2/", "/v2/models/iris", "/v2/health/live"])
 @pytest.mark.parametrize("method", ["TRACE", "PROPFIND", "DELETE", "PATCH"])
-def test_any_method_on_a_v2_path_is_a_v2_405(client: TestClient, method: str) -> None:
-    response = client.request(method, "/v2/models/iris")
+def test_any_method_on_a_v2_path_is_a_v2_405(client: TestClient, method: str, path: str) -> None:
+    response = client.request(method, path)
     assert response.status_code == 405
     assert list(response.json()) == ["error"]
     assert response.headers["allow"] == "GET, HEAD"
