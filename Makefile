@@ -8,7 +8,7 @@ PORT   ?= 3000
 BENTO  ?= oip-sklearn:latest
 BACKEND ?= $(or $(BENTOML_CONTAINERIZE_BACKEND),docker)
 
-.PHONY: venv train train-if-empty serve test test-fast lint format bento container bench load clean
+.PHONY: venv train train-if-empty serve test test-fast fuzz lint format bento container bench load soak audit clean
 
 venv: $(VENV)/.installed
 
@@ -32,6 +32,9 @@ test: venv           ## the whole test suite (what CI runs)
 test-fast: venv      ## everything but the e2e tests (no `bentoml serve` subprocesses)
 	$(BIN)/python -m pytest -m "not e2e"
 
+fuzz: venv           ## schemathesis on every V2 route, both placements, FUZZ_EXAMPLES (500) per operation
+	OIP_FUZZ_EXAMPLES=$(or $(FUZZ_EXAMPLES),500) $(BIN)/python -m pytest -p no:cacheprovider tests/test_fuzz.py
+
 lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
@@ -50,7 +53,13 @@ container: bento     ## container image from the Bento (BENTOML_CONTAINERIZE_BAC
 load: venv           ## locust against $(LOAD_URL) (starts a server if none answers); reports in results/load/
 	$(BIN)/python load_tests/run.py --url $(or $(LOAD_URL),http://127.0.0.1:3000)
 
-bench: venv          ## side-by-side vs MLServer 1.7.1 and a bare ceiling (~18 min; BENCH_ARGS=--quick ~3 min)
+soak: venv           ## 10 min at saturation on a server it starts: 0 failures, RSS flat ±10 % (SOAK_TIME=30s: short); results/soak/
+	$(BIN)/python load_tests/soak.py --time $(or $(SOAK_TIME),10m) --users $(or $(SOAK_USERS),64)
+
+audit: venv          ## pip-audit of requirements.txt; exits 3 ("NOT AUDITED") when the vulnerability service is unreachable
+	$(BIN)/python scripts/audit.py
+
+bench: venv          ## side-by-side vs MLServer 1.7.1 and a bare ceiling (~40 min; BENCH_ARGS=--quick ~4-5 min)
 	$(BIN)/python bench/run.py $(BENCH_ARGS)
 
 clean:

@@ -5,6 +5,10 @@ inputs[0].data with numpy, calls predict() inline on the event loop, and
 returns the predictions. No validation beyond what is needed, no batching, no
 logging: whatever a real server adds shows up as the gap to this one.
 
+Triton's binary tensor data too, minimally: with `Inference-Header-Content-Length`,
+inputs[0] is read from the raw bytes after the JSON header (`np.frombuffer`), and
+`parameters.binary_data_output` sends `predict` back as raw bytes after the header.
+
     python bench/ceiling.py --models-dir DIR --port N   # serves DIR/*.joblib
 """
 
@@ -24,6 +28,8 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 _DATATYPES = {"int64": "INT64", "int32": "INT32", "float64": "FP64", "float32": "FP32"}
+_DTYPES = {v: np.dtype(k).newbyteorder("<") for k, v in _DATATYPES.items()}
+HEADER_LENGTH = "Inference-Header-Content-Length"
 MODELS: dict[str, Any] = {}
 
 
@@ -48,20 +54,37 @@ async def infer(request: Request) -> Response:
     model = MODELS.get(name)
     if model is None:
         return _json({"error": f"model {name} not found"}, 404)
-    payload = orjson.loads(await request.body())
+    body = await request.body()
+    header_length = request.headers.get(HEADER_LENGTH)
+    size = len(body) if header_length is None else int(header_length)
+    payload = orjson.loads(body[:size])
     tensor = payload["inputs"][0]
-    x = np.asarray(tensor["data"], dtype=np.float64).reshape(tensor["shape"])
+    dtype = _DTYPES.get(tensor.get("datatype"), np.dtype(np.float64))
+    if "binary_data_size" in (tensor.get("parameters") or {}):
+        raw = memoryview(body)[size : size + tensor["parameters"]["binary_data_size"]]
+        x = np.frombuffer(raw, dtype=dtype).reshape(tensor["shape"])
+    else:
+        x = np.asarray(tensor["data"], dtype=dtype).reshape(tensor["shape"])
     y = np.asarray(model.predict(x))
-    output = {
+    output: dict[str, object] = {
         "name": "predict",
         "shape": list(y.shape),
         "datatype": _DATATYPES.get(y.dtype.name, "BYTES"),
-        "data": y,
     }
     response: dict[str, object] = {"model_name": name, "outputs": [output]}
     if "id" in payload:
         response["id"] = payload["id"]
-    return _json(response)
+    if not (payload.get("parameters") or {}).get("binary_data_output"):
+        output["data"] = y
+        return _json(response)
+    data = y.astype(y.dtype.newbyteorder("<")).tobytes()
+    output["parameters"] = {"binary_data_size": len(data)}
+    header = orjson.dumps(response)
+    return Response(
+        header + data,
+        media_type="application/octet-stream",
+        headers={HEADER_LENGTH: str(len(header))},
+    )
 
 
 app = Starlette(

@@ -10,12 +10,16 @@ from pathlib import Path
 from typing import Any
 
 # wrk's own summary, printed by the Lua done() hook as one machine-readable line.
+# The body is read in binary mode and sent as-is (Lua strings are 8-bit clean), so binary
+# tensor data reaches the server byte for byte; {headers} sets Content-Type and, for binary
+# bodies, Inference-Header-Content-Length.
 _WRK_LUA = """\
 wrk.method = "POST"
-wrk.headers["Content-Type"] = "application/json"
+{headers}
 local f = assert(io.open({body_path}, "rb"))
 wrk.body = f:read("*a")
 f:close()
+assert(#wrk.body == {body_size}, "short read of the request body")
 
 done = function(summary, latency, requests)
   local e = summary.errors
@@ -54,8 +58,12 @@ class LoadResult:
         return asdict(self)
 
 
-def write_wrk_script(body_path: Path, script_path: Path) -> Path:
-    script_path.write_text(_WRK_LUA.format(body_path=json.dumps(str(body_path))))
+def write_wrk_script(body_path: Path, headers: dict[str, str], script_path: Path) -> Path:
+    lines = "\n".join(f"wrk.headers[{json.dumps(k)}] = {json.dumps(v)}" for k, v in headers.items())
+    script = _WRK_LUA.format(
+        headers=lines, body_path=json.dumps(str(body_path)), body_size=body_path.stat().st_size
+    )
+    script_path.write_text(script)
     return script_path
 
 
@@ -100,10 +108,21 @@ def run_wrk(url: str, script: Path, connections: int, duration_s: float) -> Load
     return res
 
 
-def run_hey(url: str, body: Path, connections: int, requests: int, timeout_s: float) -> LoadResult:
-    """hey sending `requests` POSTs over `connections` workers (keep-alive on)."""
+def run_hey(
+    url: str,
+    body: Path,
+    headers: dict[str, str],
+    connections: int,
+    requests: int,
+    timeout_s: float,
+) -> LoadResult:
+    """hey sending `requests` POSTs over `connections` workers (keep-alive on); `-D` sends the
+    file's bytes as they are."""
     opts = f"-n {max(requests, connections)} -c {connections} -t 10 -m POST"
-    argv = ["hey", *opts.split(), "-T", "application/json", "-D", str(body), url]
+    extra = {k: v for k, v in headers.items() if k.lower() != "content-type"}
+    content_type = headers.get("Content-Type", "application/json")
+    header_args = [a for k, v in extra.items() for a in ("-H", f"{k}: {v}")]
+    argv = ["hey", *opts.split(), "-T", content_type, *header_args, "-D", str(body), url]
     code, out = _run(argv, timeout_s=timeout_s)
     total = _HEY_TOTAL.search(out)
     res = LoadResult("hey", connections, float(total.group(1)) if total else 0.0, raw=out)

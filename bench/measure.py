@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import load
+import numpy as np
 import servers
 import setup_env
 from setup_env import SCENARIOS, log
@@ -18,7 +19,7 @@ from setup_env import SCENARIOS, log
 @dataclass(frozen=True)
 class Plan:
     scenarios: list[str]
-    concurrency: list[int]
+    concurrency: dict[str, list[int]]  # per scenario
     duration_s: float
     warmup_s: float
     hey_duration_s: float
@@ -28,45 +29,96 @@ class Plan:
     logs: Path  # one server log per launch
 
 
-def preflight(url: str, body: bytes, rows: int) -> str | None:
-    """None if the server answers 200 with `rows` predictions, else what went wrong."""
+# hey prints a p99 from 100 requests on; small cases keep a margin, large ones (tens of ms each)
+# cannot afford it.
+HEY_MIN_REQUESTS = 200
+HEY_MIN_REQUESTS_LARGE = 100
+
+
+def _predictions(output: dict[str, Any], raw: bytes) -> list[Any] | None:
+    """The output's values, from `data` or its binary bytes; None if they cannot be read."""
+    if "data" in output:
+        return list(np.asarray(output["data"]).ravel().tolist())
+    dtype = setup_env.DTYPES.get(output.get("datatype", ""))
+    return None if dtype is None else list(np.frombuffer(raw, dtype=dtype).tolist())
+
+
+def preflight(
+    url: str, body: bytes, headers: dict[str, str], rows: int, binary: bool
+) -> tuple[str | None, list[Any] | None]:
+    """(None, predictions) if the server answers 200 with `rows` predictions (in a binary
+    response when `binary`), else (what went wrong, None)."""
     try:
-        status, resp = servers.http_post_json(url, body)
+        status, resp_headers, resp = servers.http_post(url, body, headers)
     except OSError as err:
-        return f"preflight request failed: {err}"
+        return f"preflight request failed: {err}", None
     if status != 200:
-        return f"preflight HTTP {status}: {resp[:300]!r}"
+        return f"preflight HTTP {status}: {resp[:300]!r}", None
+    length = resp_headers.get("Inference-Header-Content-Length")
+    if binary and length is None:
+        kind = resp_headers.get("Content-Type")
+        return f"preflight: no Inference-Header-Content-Length in a {kind} response", None
     try:
-        output = json.loads(resp)["outputs"][0]
-        got = output["shape"][0] if output.get("shape") else len(output["data"])
+        size = len(resp) if length is None else int(length)
+        output = json.loads(resp[:size])["outputs"][0]
+        if binary:
+            raw_size = output["parameters"]["binary_data_size"]
+            if output["shape"] != [rows] or raw_size != len(resp) - size:
+                return f"preflight: binary output {output} in a {len(resp)}-byte body", None
+            got = rows
+        else:
+            got = output["shape"][0] if output.get("shape") else len(output["data"])
     except (ValueError, KeyError, IndexError, TypeError):
-        return f"preflight: not a V2 response: {resp[:300]!r}"
-    return None if got == rows else f"preflight: {got} predictions for {rows} rows"
+        return f"preflight: not a V2 response: {resp[:300]!r}", None
+    if got != rows:
+        return f"preflight: {got} predictions for {rows} rows", None
+    return None, _predictions(output, resp[size:])
 
 
 def _cells_for(
-    plan: Plan, rnd: int, server: str, scenario: str, base_url: str, data: list[list[float]]
+    plan: Plan,
+    rnd: int,
+    server: str,
+    scenario: str,
+    base_url: str,
+    matrix: setup_env.Matrix,
+    seen: dict[str, tuple[str, list[Any]]],
 ) -> list[dict[str, Any]]:
-    model, rows, _ = SCENARIOS[scenario]
-    url = f"{base_url}/v2/models/{model}/infer"
+    spec = SCENARIOS[scenario]
+    url = f"{base_url}/v2/models/{spec.model}/infer"
     # Our server names its input in the metadata; the others accept any name.
-    name = servers.model_input_name(base_url, model)
-    body = setup_env.payload_bytes(name, data)
-    body_path = plan.work / f"{server}-{scenario}.json"
+    name = servers.model_input_name(base_url, spec.model)
+    body, headers = setup_env.payload(name, spec, matrix)
+    body_path = plan.work / f"{server}-{scenario}.{'bin' if spec.binary else 'json'}"
     body_path.write_bytes(body)
-    script = load.write_wrk_script(body_path, body_path.with_suffix(".lua"))
+    script = load.write_wrk_script(body_path, headers, body_path.with_suffix(".lua"))
     cell = {"round": rnd, "server": server, "scenario": scenario, "input_name": name}
-    problem = preflight(url, body, rows)
+    cell["body_bytes"] = len(body)
+    concurrency = plan.concurrency[scenario]
+    problem, predictions = preflight(url, body, headers, spec.rows, spec.binary)
     if problem:
         log(f"  {server} {scenario}: {problem}")
-        return [{**cell, "connections": c, "error": problem} for c in plan.concurrency]
+        return [{**cell, "connections": c, "error": problem} for c in concurrency]
+    # Both encodings of a case send the same numbers: they must get the same predictions.
+    key = f"{spec.model}/{spec.matrix}"
+    if predictions is not None and key in seen and seen[key][1] != predictions:
+        other = seen[key][0]
+        cell["mismatch"] = f"predictions differ from {other}'s on the same data"
+        log(f"  {server} {scenario}: {cell['mismatch']}")
+    elif predictions is not None:
+        seen.setdefault(key, (scenario, predictions))
+    hey_min = HEY_MIN_REQUESTS_LARGE if spec.large else HEY_MIN_REQUESTS
     cells = []
-    for conns in plan.concurrency:
+    for conns in concurrency:
         load.run_wrk(url, script, conns, plan.warmup_s)
         wrk = load.run_wrk(url, script, conns, plan.duration_s)
-        # As many requests as wrk managed in the hey window, and >= 200 so p99 exists.
-        count = max(200, round((wrk.rps or 0) * plan.hey_duration_s))
-        hey = load.run_hey(url, body_path, conns, count, timeout_s=plan.hey_duration_s * 4 + 30)
+        # As many requests as wrk managed in the hey window, and enough for hey's p99; a
+        # multiple of the connections, as hey gives each worker n // c requests.
+        count = max(hey_min, round((wrk.rps or 0) * plan.hey_duration_s))
+        count = -(-count // conns) * conns
+        nominal_s = max(plan.hey_duration_s, count / max(wrk.rps or 0, 1.0))
+        hey_timeout = nominal_s * 4 + 30
+        hey = load.run_hey(url, body_path, headers, conns, count, timeout_s=hey_timeout)
         loadavg = os.getloadavg()[0]  # 1-min load average after the cell: a noise hint
         results = {"wrk": wrk.to_dict(), "hey": hey.to_dict(), "loadavg_1m": loadavg}
         cells.append({**cell, "connections": conns, **results})
@@ -79,12 +131,24 @@ def _cells_for(
     return cells
 
 
+UNSUPPORTED = "n/a: no binary tensor data extension"
+
+
 def measure_server(
-    plan: Plan, spec: servers.ServerSpec, rnd: int, data: dict[str, list[list[float]]]
+    plan: Plan, spec: servers.ServerSpec, rnd: int, data: dict[str, setup_env.Matrix]
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """Launch `spec`, measure every scenario x concurrency, stop it; never raises."""
     launch: dict[str, Any] = {"round": rnd, "server": spec.name}
     cells: list[dict[str, Any]] = []
+    # Binary scenarios on a server without the extension: recorded as n/a, not run.
+    unsupported = [s for s in plan.scenarios if SCENARIOS[s].binary and not spec.binary]
+    cells += [
+        {"round": rnd, "server": spec.name, "scenario": s, "connections": c}
+        | {"unsupported": UNSUPPORTED}
+        for s in unsupported
+        for c in plan.concurrency[s]
+    ]
+    seen: dict[str, tuple[str, list[Any]]] = {}
     log_path = plan.logs / f"round{rnd}-{spec.name}.log"
     try:
         with servers.launched(spec, log_path, plan.ready_timeout_s) as srv:
@@ -93,7 +157,10 @@ def measure_server(
             time.sleep(plan.settle_s)
             launch["idle"] = servers.tree_memory_mib(srv.proc.pid)
             for scenario in plan.scenarios:
-                cells += _cells_for(plan, rnd, spec.name, scenario, srv.base_url, data[scenario])
+                if scenario in unsupported:
+                    continue
+                matrix = data[SCENARIOS[scenario].matrix]
+                cells += _cells_for(plan, rnd, spec.name, scenario, srv.base_url, matrix, seen)
             launch["after_load"] = servers.tree_memory_mib(srv.proc.pid)
     except (RuntimeError, TimeoutError, OSError) as err:
         launch["error"] = f"{type(err).__name__}: {err}"
@@ -103,7 +170,7 @@ def measure_server(
             {"round": rnd, "server": spec.name, "scenario": s, "connections": c}
             | {"error": launch["error"]}
             for s in plan.scenarios
-            for c in plan.concurrency
+            for c in plan.concurrency[s]
             if (s, c) not in done
         ]
     time.sleep(1.0)  # let the stopped tree's CPU and sockets settle before the next server

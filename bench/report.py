@@ -37,6 +37,8 @@ def aggregate_cells(
         hey = [r["hey"] for r in runs if r.get("hey")]
         out[key] = {
             "rounds": len(runs),
+            "unsupported": all(r.get("unsupported") for r in runs),
+            "body_bytes": _median(r.get("body_bytes") for r in runs),
             "rps": _median(w["rps"] for w in wrk),
             "rps_all": [w["rps"] for w in wrk],
             "wrk_p50": _median(w["p50_ms"] for w in wrk),
@@ -47,6 +49,7 @@ def aggregate_cells(
             "non_2xx": sum(x["non_2xx"] for x in wrk + hey),
             "socket_errors": sum(x["socket_errors"] for x in wrk + hey),
             "failures": [r["error"] for r in runs if r.get("error")]
+            + [r["mismatch"] for r in runs if r.get("mismatch")]
             + [x["error"] for x in wrk + hey if x.get("error")],
         }
     return out
@@ -78,6 +81,9 @@ def _cell_row(
     base: dict[str, Any] | None,
     ceil: dict[str, Any] | None,
 ) -> str:
+    if agg["unsupported"]:
+        cols = [str(conns), server, *["n/a"] * 6, "n/a (no binary extension)", *["n/a"] * 3]
+        return "| " + " | ".join(cols) + " |"
     base = base or {}
     ceil = ceil or {}
     p99_vs = "/".join(_fmt(_ratio(agg[k], base.get(k))) for k in ("wrk_p99", "hey_p99"))
@@ -145,6 +151,84 @@ def _header(meta: dict[str, Any]) -> list[str]:
     ]
 
 
+ENCODING_NOTE = (
+    "The same {shape} FP32 matrix (fixed seed) sent as JSON numbers (`data`, shortest "
+    "float32 form) or as Triton binary tensor data (raw little-endian bytes after the JSON "
+    "header, `binary_data_output: true`, so `predict` comes back binary too); `outputs` is "
+    "`predict` only either way. Request body: JSON {json_bytes}, binary {binary_bytes} bytes. "
+    "req/s and p99 are wrk's (p99 hey's after the slash); `binary ÷ JSON` is the ratio of wrk "
+    "req/s. MLServer 1.7.1 has no binary tensor data extension: n/a."
+)
+ENCODING_COLUMNS = (
+    "model", "conns", "server", "JSON req/s", "JSON p99 (wrk/hey)", "binary req/s",
+    "binary p99 (wrk/hey)", "binary ÷ JSON",
+)  # fmt: skip
+
+
+def _pairs(meta: dict[str, Any]) -> list[tuple[str, str, str]]:
+    """(model, JSON scenario, binary scenario) for every model run in both encodings."""
+    names = set(meta["scenarios"])
+    pairs = []
+    for name in meta["scenarios"]:
+        if name.endswith("-json") and (binary := name.removesuffix("-json") + "-binary") in names:
+            pairs.append((name.split("-", 1)[0], name, binary))
+    return pairs
+
+
+def _concurrencies(meta: dict[str, Any], scenario: str) -> list[int]:
+    return list(meta.get("scenario_concurrencies", {}).get(scenario, meta["concurrencies"]))
+
+
+def _encoding_section(
+    meta: dict[str, Any], agg: dict[tuple[str, int, str], dict[str, Any]]
+) -> list[str]:
+    pairs = _pairs(meta)
+    if not pairs:
+        return []
+    rows, summary = [], []
+    for model, json_name, binary_name in pairs:
+        for conns in _concurrencies(meta, json_name):
+            for server in meta["servers"]:
+                as_json = agg.get((json_name, conns, server))
+                as_binary = agg.get((binary_name, conns, server))
+                if as_json is None and as_binary is None:
+                    continue
+                j = as_json or {}
+                b = {} if as_binary is None or as_binary["unsupported"] else as_binary
+                ratio = _ratio(b.get("rps"), j.get("rps"))
+                flags = " ⚠" if j.get("failures") or b.get("failures") else ""
+                cols = [
+                    model,
+                    str(conns),
+                    server,
+                    _fmt(j.get("rps"), 1),
+                    f"{_fmt(j.get('wrk_p99'), 1)} / {_fmt(j.get('hey_p99'), 1)}",
+                    _fmt(b.get("rps"), 1),
+                    f"{_fmt(b.get('wrk_p99'), 1)} / {_fmt(b.get('hey_p99'), 1)}",
+                    ("n/a" if ratio is None else f"{ratio:.2f}x") + flags,
+                ]
+                rows.append("| " + " | ".join(cols) + " |")
+                if server.startswith("ours") and ratio is not None:
+                    summary.append(f"{server} {model} c={conns}: {ratio:.2f}x")
+    sizes = {
+        enc: next(
+            (a["body_bytes"] for (s, _, _), a in agg.items() if s == name and a["body_bytes"]),
+            None,
+        )
+        for enc, name in (("json", pairs[0][1]), ("binary", pairs[0][2]))
+    }
+    note = ENCODING_NOTE.format(
+        shape=pairs[0][1].split("-")[1],  # e.g. linear-8192x20-json
+        json_bytes=_fmt(sizes["json"], 0),
+        binary_bytes=_fmt(sizes["binary"], 0),
+    )
+    lines = ["", "## Large payloads: JSON vs binary", "", note, "", *_table_head(ENCODING_COLUMNS)]
+    lines += rows
+    if summary:
+        lines += ["", "Our server, binary ÷ JSON req/s: " + "; ".join(summary) + "."]
+    return lines
+
+
 def markdown(
     meta: dict[str, Any], cells: list[dict[str, Any]], launches: list[dict[str, Any]]
 ) -> str:
@@ -152,7 +236,7 @@ def markdown(
     lines = _header(meta)
     for scenario in meta["scenarios"]:
         lines += ["", f"## {scenario}", "", *_table_head(CELL_COLUMNS)]
-        for conns in meta["concurrencies"]:
+        for conns in _concurrencies(meta, scenario):
             for server in meta["servers"]:
                 cell = agg.get((scenario, conns, server))
                 if cell is None:
@@ -160,6 +244,7 @@ def markdown(
                 base = agg.get((scenario, conns, BASELINE))
                 ceil = agg.get((scenario, conns, CEILING))
                 lines.append(_cell_row(conns, server, cell, base, ceil))
+    lines += _encoding_section(meta, agg)
     lines += [
         "",
         "## Start-up and memory",

@@ -16,6 +16,7 @@ import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from email.message import Message
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -42,6 +43,8 @@ class ServerSpec:
     env: dict[str, str] = field(default_factory=dict)
     # Writes per-launch config (e.g. MLServer's settings.json) for a given port.
     prepare: Callable[[int], None] | None = None
+    # Speaks Triton's binary tensor data extension; if not, binary scenarios are n/a.
+    binary: bool = True
 
 
 @dataclass
@@ -61,15 +64,16 @@ def http_get(url: str, timeout: float = 2.0) -> tuple[int, bytes]:
         return int(err.code), err.read()
 
 
-def http_post_json(url: str, body: bytes, timeout: float = 30.0) -> tuple[int, bytes]:
-    req = urllib.request.Request(
-        url, data=body, method="POST", headers={"Content-Type": "application/json"}
-    )
+def http_post(
+    url: str, body: bytes, headers: dict[str, str], timeout: float = 30.0
+) -> tuple[int, Message, bytes]:
+    """POST `body` with `headers`; status, response headers (case-insensitive) and body."""
+    req = urllib.request.Request(url, data=body, method="POST", headers=headers)
     try:
         with urllib.request.urlopen(req, timeout=timeout) as resp:
-            return int(resp.status), resp.read()
+            return int(resp.status), resp.headers, resp.read()
     except urllib.error.HTTPError as err:
-        return int(err.code), err.read()
+        return int(err.code), err.headers, err.read()
 
 
 def model_input_name(base_url: str, model: str, default: str = "input-0") -> str:

@@ -10,20 +10,64 @@ import platform
 import shutil
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 BENCH_DIR = Path(__file__).resolve().parent
 MLSERVER_VENV = BENCH_DIR / ".venv-mlserver"
 MLSERVER_REQS = BENCH_DIR / "requirements-mlserver.txt"
 MLSERVER_LOCK = BENCH_DIR / "constraints-mlserver.txt"
-MODELS = ("iris", "forest")
+MODELS = ("iris", "forest", "linear")
 
-# Scenario name -> (model, rows, features). Data is fixed: same bytes for every server.
-SCENARIOS: dict[str, tuple[str, int, int]] = {
-    "iris-1x4": ("iris", 1, 4),
-    "forest-256x20": ("forest", 256, 20),
+Matrix = npt.NDArray[Any]
+
+LARGE_ROWS = 8192
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """One request shape on one model, in one encoding."""
+
+    model: str
+    rows: int
+    features: int
+    datatype: str = "FP64"  # of the request tensor: "FP64" or "FP32"
+    # Triton's binary tensor data extension: raw input bytes after the JSON header, and the
+    # response in binary too (`binary_data_output`); otherwise plain JSON both ways.
+    binary: bool = False
+    # Key of the request matrix in scenario_data(): both encodings of a case share it, so they
+    # send the very same numbers.
+    matrix: str = ""
+
+    @property
+    def large(self) -> bool:
+        """Large cases get their own (lower) concurrencies: see run.py --large-concurrency."""
+        return self.rows >= LARGE_ROWS
+
+    @property
+    def encoding(self) -> str:
+        return "binary" if self.binary else "json"
+
+
+def _large(model: str, binary: bool) -> Scenario:
+    shape = f"{LARGE_ROWS}x20"
+    return Scenario(model, LARGE_ROWS, 20, "FP32", binary, matrix=shape)
+
+
+# Scenario name -> what it sends. Data is fixed: same bytes for every server.
+SCENARIOS: dict[str, Scenario] = {
+    "iris-1x4": Scenario("iris", 1, 4, matrix="iris-1x4"),
+    "forest-256x20": Scenario("forest", 256, 20, matrix="forest-256x20"),
+    # model-bound: a 100-tree forest on 8192 rows
+    "forest-8192x20-json": _large("forest", binary=False),
+    "forest-8192x20-binary": _large("forest", binary=True),
+    # transport-bound: a logistic regression costs next to nothing on the same rows
+    "linear-8192x20-json": _large("linear", binary=False),
+    "linear-8192x20-binary": _large("linear", binary=True),
 }
 
 
@@ -122,28 +166,65 @@ def write_mlserver_settings(repo: Path, http_port: int, grpc_port: int, metrics_
     (repo / "settings.json").write_text(json.dumps(settings, indent=2))
 
 
-def scenario_data() -> dict[str, list[list[float]]]:
-    """Request matrices: a real iris row, and a seeded 256x20 normal matrix."""
+def scenario_data() -> dict[str, Matrix]:
+    """Request matrices: a real iris row, a seeded 256x20 normal matrix (FP64), and a seeded
+    8192x20 one rounded to 6 decimals then stored as FP32 (what both its encodings send)."""
     rng = np.random.default_rng(20240601)
     forest = np.round(rng.normal(size=(256, 20)), 6)
-    return {"iris-1x4": [[5.1, 3.5, 1.4, 0.2]], "forest-256x20": forest.tolist()}
-
-
-def payload_bytes(input_name: str, data: list[list[float]]) -> bytes:
-    rows, cols = len(data), len(data[0])
-    request = {
-        "inputs": [
-            {
-                "name": input_name,
-                "shape": [rows, cols],
-                "datatype": "FP64",
-                "data": data,
-            }
-        ],
-        # the same work on every server: MLServer and the ceiling return `predict` only
-        "outputs": [{"name": "predict"}],
+    large = np.random.default_rng(20240602).normal(size=(LARGE_ROWS, 20))
+    return {
+        "iris-1x4": np.array([[5.1, 3.5, 1.4, 0.2]]),
+        "forest-256x20": forest,
+        f"{LARGE_ROWS}x20": np.round(large, 6).astype(np.float32),
     }
-    return json.dumps(request, separators=(",", ":")).encode()
+
+
+def _json_numbers(matrix: Matrix) -> list[list[float]]:
+    """The matrix as JSON-ready floats that decode to exactly its values: FP32 numbers are
+    written in their shortest float32 form (numpy's str), which parses back bit for bit."""
+    if matrix.dtype == np.float32:
+        return np.asarray(matrix.astype(str), dtype=np.float64).tolist()  # type: ignore[no-any-return]
+    return matrix.tolist()  # type: ignore[no-any-return]
+
+
+# the same work on every server: MLServer and the ceiling return `predict` only
+_OUTPUTS = [{"name": "predict"}]
+
+
+def payload(input_name: str, scenario: Scenario, matrix: Matrix) -> tuple[bytes, dict[str, str]]:
+    """The request body and its headers, JSON or binary (Triton's binary tensor data)."""
+    rows, cols = matrix.shape
+    tensor: dict[str, object] = {
+        "name": input_name,
+        "shape": [rows, cols],
+        "datatype": scenario.datatype,
+    }
+    if not scenario.binary:
+        request = {"inputs": [{**tensor, "data": _json_numbers(matrix)}], "outputs": _OUTPUTS}
+        body = json.dumps(request, separators=(",", ":")).encode()
+        return body, {"Content-Type": "application/json"}
+    raw = matrix.astype(DTYPES[scenario.datatype]).tobytes()
+    request = {
+        "inputs": [{**tensor, "parameters": {"binary_data_size": len(raw)}}],
+        "outputs": _OUTPUTS,
+        "parameters": {"binary_data_output": True},
+    }
+    header = json.dumps(request, separators=(",", ":")).encode()
+    headers = {
+        "Content-Type": "application/octet-stream",
+        "Inference-Header-Content-Length": str(len(header)),
+    }
+    return header + raw, headers
+
+
+# V2 numeric datatypes as little-endian numpy dtypes (binary tensor data is little-endian).
+DTYPES: dict[str, np.dtype[Any]] = {
+    "FP64": np.dtype("<f8"),
+    "FP32": np.dtype("<f4"),
+    "INT64": np.dtype("<i8"),
+    "INT32": np.dtype("<i4"),
+    "BOOL": np.dtype("u1"),
+}
 
 
 def _output(argv: list[str]) -> str:
