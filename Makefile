@@ -13,6 +13,7 @@ BACKEND ?= $(or $(BENTOML_CONTAINERIZE_BACKEND),docker)
 venv: $(VENV)/.installed
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
+	@echo "make: creating $(VENV) and installing the pinned requirements (a few minutes the first time) ..."
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --disable-pip-version-check -r requirements-dev.txt
 	touch $@
@@ -21,9 +22,11 @@ train: venv          ## train a new version of every default model
 	$(BIN)/python train.py
 
 train-if-empty: venv
+	@echo "make: training the default models that have no version in the store yet ..."
 	$(BIN)/python train.py --if-empty
 
 serve: train-if-empty   ## set up, train if the store is empty, serve V2 on $(HOST):$(PORT)
+	@$(BIN)/python -m adapters.describe --url http://$(HOST):$(PORT)
 	$(BIN)/bentoml serve service:Gateway --host $(HOST) --port $(PORT)
 
 test: venv           ## the whole test suite (what CI runs)
