@@ -8,7 +8,7 @@ PORT   ?= 3000
 BENTO  ?= oip-sklearn:latest
 BACKEND ?= $(or $(BENTOML_CONTAINERIZE_BACKEND),docker)
 
-.PHONY: venv train train-if-empty serve test test-fast fuzz lint format bento container bench load soak audit clean
+.PHONY: venv train train-if-empty serve test test-fast fuzz lint format bento container bench load soak audit clean proto
 
 venv: $(VENV)/.installed
 
@@ -67,3 +67,8 @@ bench: venv          ## side-by-side vs MLServer 1.7.1 and a bare ceiling (~40 m
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+
+proto: venv          ## regenerate adapters/rpc/*_pb2*.py from adapters/rpc/proto (Triton's protos)
+	cd adapters/rpc && ../../$(BIN)/python -m grpc_tools.protoc -I proto --python_out=. --pyi_out=. \
+		--grpc_python_out=. proto/grpc_service.proto proto/model_config.proto proto/health.proto
+	sed -i 's/^import model_config_pb2 as/from . import model_config_pb2 as/; s/^import grpc_service_pb2 as/from . import grpc_service_pb2 as/; s/^import health_pb2 as/from . import health_pb2 as/' adapters/rpc/*_pb2*.py

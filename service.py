@@ -103,10 +103,23 @@ class Gateway:
         gc.freeze()  # what start-up loaded is never garbage: keep it out of every collection
 
     @bentoml.on_startup
-    def poll_the_store(self) -> None:
-        """OIP_POLL_INTERVAL_S: new versions in the store load by themselves."""
+    async def start_beside_http(self) -> None:
+        """gRPC on OIP_GRPC_PORT; OIP_POLL_INTERVAL_S: new versions in the store load by
+        themselves."""
+        self.grpc = None
+        if settings.grpc_port:
+            from adapters.rpc.service import serve
+
+            self.grpc = await serve(
+                self.dataplane, host=settings.grpc_host, port=settings.grpc_port
+            )
         if settings.poll_interval_s:
             self.dataplane.repository.start_polling(settings.poll_interval_s)
+
+    @bentoml.on_shutdown
+    async def stop_grpc(self) -> None:
+        if self.grpc is not None:
+            await self.grpc.stop(grace=5)
 
 
 if settings.fast_lane:

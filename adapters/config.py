@@ -32,6 +32,9 @@ OIP_POLL_INTERVAL_S    reload served models from the store    ``0`` (off)
 OIP_FAST_LANE          V2 requests skip BentoML's per-request ``1``
                        middlewares (``adapters/gateway.py``
                        lists each one and its stand-in)
+OIP_GRPC_PORT          gRPC (inference.GRPCInferenceService   ``8001``
+                       and grpc.health.v1); ``0`` disables
+OIP_GRPC_HOST          address the gRPC server binds          ``127.0.0.1``
 OIP_CONFIG             a TOML or YAML file: the same settings unset
                        and per-model sections (placement,
                        default version, signature override)
@@ -127,6 +130,8 @@ class Settings:
     fast_lane: bool = True
     limits: Limits = field(default_factory=Limits)
     poll_interval_s: float = 0.0
+    grpc_port: int = 8001  # 0: no gRPC server
+    grpc_host: str = "127.0.0.1"
     auth_tokens: tuple[str, ...] = ()
     cors_origins: tuple[str, ...] = ()
 
@@ -170,6 +175,8 @@ class Settings:
                 max_connections=raw.max_connections,
             ),
             poll_interval_s=raw.poll_interval_s,
+            grpc_port=raw.grpc_port,
+            grpc_host=raw.grpc_host,
             auth_tokens=_tokens(raw.auth_token, raw.auth_tokens_file),
             cors_origins=tuple(o.strip() for o in raw.cors_origins.split(",") if o.strip()),
             signatures={n: _signature(n, s.signature) for n, s in sections.items() if s.signature},

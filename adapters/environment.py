@@ -71,6 +71,8 @@ class Environment(BaseSettings):
     max_bytes_element: int = Field(2**20, gt=0)
     max_connections: int = Field(1000, gt=0)
     poll_interval_s: float = Field(0.0, ge=0)
+    grpc_port: int = Field(8001, ge=0, le=65535)
+    grpc_host: str = "127.0.0.1"
     auth_token: str = ""
     auth_tokens_file: str = ""
     cors_origins: str = ""

@@ -89,6 +89,7 @@ class LiveServer:
     placement: str
     process: subprocess.Popen[bytes]
     log: Path
+    grpc: str = ""  # host:port of its gRPC server
 
 
 def start_server(
@@ -103,6 +104,8 @@ def start_server(
 
     Raises :class:`liveserver.ServerStartError` (a RuntimeError) with the log's tail otherwise.
     """
+    grpc = {"OIP_GRPC_PORT": str(free_port()), "OIP_GRPC_HOST": "127.0.0.1"}
+    env = {**grpc, **env}  # a free gRPC port each: servers of one session never share one
     server = liveserver.serve_gateway(
         log_path=log,
         env={"BENTOML_HOME": str(home), **env},
@@ -110,7 +113,9 @@ def start_server(
         cwd=ROOT,
         deadline_s=deadline_s,
     )
-    return LiveServer(server.url, env.get("OIP_PLACEMENT", "inprocess"), server.proc, log)
+    placement = env.get("OIP_PLACEMENT", "inprocess")
+    address = f"127.0.0.1:{env['OIP_GRPC_PORT']}"
+    return LiveServer(server.url, placement, server.proc, log, address)
 
 
 def stop_server(server: LiveServer) -> None:
