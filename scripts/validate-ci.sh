@@ -373,8 +373,11 @@ def kserve_rules(doc: dict, where: str) -> None:
 def project_rules(container: dict, pod_security: dict, where: str, want_port: int) -> None:
     env = env_map(container)
     ports = [p.get("containerPort") for p in container.get("ports") or []]
-    if ports != [want_port]:
-        fail(f"{where} ports", f"expected the single containerPort {want_port}, got {ports}")
+    grpc = [p.get("containerPort") for p in container.get("ports") or [] if p.get("name") == "grpc"]
+    if not ports or ports[0] != want_port or len(ports) - len(grpc) != 1:
+        fail(f"{where} ports", f"expected the HTTP containerPort {want_port} first, got {ports}")
+    if grpc and str(env.get("OIP_GRPC_PORT", "8001")) != str(grpc[0]):
+        fail(f"{where} env", f"OIP_GRPC_PORT={env.get('OIP_GRPC_PORT')} but the grpc port is {grpc[0]}")
     if str(env.get("BENTOML_PORT", "3000")) != str(want_port):
         fail(f"{where} env", f"BENTOML_PORT={env.get('BENTOML_PORT')} but the port is {want_port}")
     if not env.get("OIP_MODELS"):
