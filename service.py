@@ -111,7 +111,10 @@ class Gateway:
             from adapters.rpc.service import serve
 
             self.grpc = await serve(
-                self.dataplane, host=settings.grpc_host, port=settings.grpc_port
+                self.dataplane,
+                host=settings.grpc_host,
+                port=settings.grpc_port,
+                tokens=settings.auth_tokens,
             )
         if settings.poll_interval_s:
             self.dataplane.repository.start_polling(settings.poll_interval_s)

@@ -307,3 +307,20 @@ def test_a_hung_runner_is_unready_and_calls_end_at_the_deadline(runner_server: L
     assert 504 in load.statuses  # calls in flight ended at the deadline
     assert set(load.statuses) <= {200, 503, 504}, set(load.statuses)
     assert load.slowest < 5
+
+
+def test_grpc_calls_need_the_token_too(guarded_server: LiveServer) -> None:
+    """Raw gRPC calls (no stubs: the KServe SDK's, imported elsewhere in this process, would
+    clash with any second copy of the ``inference`` messages)."""
+    import grpc
+
+    with grpc.insecure_channel(guarded_server.grpc) as channel:
+        live = channel.unary_unary("/inference.GRPCInferenceService/ServerLive")
+        health = channel.unary_unary("/grpc.health.v1.Health/Check")
+        with pytest.raises(grpc.RpcError) as refused:
+            live(b"", timeout=10)
+        assert refused.value.code() == grpc.StatusCode.UNAUTHENTICATED
+        assert live(b"", timeout=10, metadata=[("authorization", "Bearer second-token")]) == (
+            b"\x08\x01"  # ServerLiveResponse(live=True)
+        )
+        assert health(b"", timeout=10) == b"\x08\x01"  # SERVING, no token needed

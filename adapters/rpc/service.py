@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any
 
 import grpc
 
 from ..dataplane import DataPlane
 from ..errors import DeadlineExceeded, OIPError
+from ..security import BearerAuth
 from . import grpc_service_pb2 as pb
 from . import grpc_service_pb2_grpc as pb_grpc
 from . import health_pb2, health_pb2_grpc
@@ -173,16 +174,45 @@ class Health(health_pb2_grpc.HealthServicer):
         yield
 
 
-async def serve(dataplane: DataPlane, *, host: str, port: int) -> grpc.aio.Server:
+class BearerTokens(grpc.aio.ServerInterceptor):  # type: ignore[misc]
+    """``OIP_AUTH_TOKEN`` for gRPC: ``authorization: Bearer <token>`` metadata on every call but
+    the health check, compared in constant time; UNAUTHENTICATED otherwise."""
+
+    OPEN = "/grpc.health.v1.Health/Check"
+
+    def __init__(self, tokens: Sequence[str]) -> None:
+        self.bearer = BearerAuth(None, tokens)  # type: ignore[arg-type]  # its check only
+
+    async def intercept_service(self, continuation: Any, details: Any) -> Any:
+        if details.method == self.OPEN:
+            return await continuation(details)
+        headers = [(k.encode(), v.encode()) for k, v in details.invocation_metadata or ()]
+        if self.bearer.allowed({"path": details.method, "headers": headers}):
+            return await continuation(details)
+
+        async def refuse(request: Any, context: grpc.aio.ServicerContext) -> Any:
+            await context.abort(
+                grpc.StatusCode.UNAUTHENTICATED,
+                "a valid bearer token is required (authorization: Bearer <token>)",
+            )
+
+        return grpc.unary_unary_rpc_method_handler(refuse)
+
+
+async def serve(
+    dataplane: DataPlane, *, host: str, port: int, tokens: Sequence[str] = ()
+) -> grpc.aio.Server:
     """Start the gRPC server on ``host:port`` in the running event loop (SO_REUSEPORT, so each
-    gateway worker binds the same port); messages are limited like REST bodies."""
+    gateway worker binds the same port); messages are limited like REST bodies, calls need a
+    bearer token when ``tokens`` are configured."""
     size = dataplane.limits.max_body_bytes
     server = grpc.aio.server(
+        interceptors=[BearerTokens(tokens)] if tokens else None,
         options=[
             ("grpc.max_receive_message_length", size),
             ("grpc.max_send_message_length", -1),
             ("grpc.so_reuseport", 1),
-        ]
+        ],
     )
     add_inference: Any = pb_grpc.add_GRPCInferenceServiceServicer_to_server  # generated, untyped
     add_health: Any = health_pb2_grpc.add_HealthServicer_to_server
