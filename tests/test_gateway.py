@@ -4,6 +4,7 @@ off; both must answer the V2 routes the same way, errors and metrics included.""
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,8 +23,13 @@ DATA = Path(__file__).parent / "data"
 def lane(store: Store) -> Iterator[TestClient]:
     """``service.Gateway.to_asgi()``, imported once the test store has models (the service lists
     them at import), started once: BentoML registers its metrics when it builds its app, so
-    one process builds it once."""
-    import service
+    one process builds it once. No gRPC server here: its stubs would clash with the KServe
+    SDK's copy of the ``inference`` messages in this process (gRPC is tested end to end)."""
+    os.environ["OIP_GRPC_PORT"] = "0"
+    try:
+        import service
+    finally:
+        del os.environ["OIP_GRPC_PORT"]
 
     app = service.Gateway.to_asgi()
     assert isinstance(app, V2FastLane)
