@@ -45,7 +45,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -113,6 +113,22 @@ class Limits:
     max_connections: int = 1000  # OIP_MAX_CONNECTIONS: open connections per worker
 
 
+PLAIN = (
+    "workers",
+    "runner_workers",
+    "max_batch_size",
+    "max_latency_ms",
+    "server_name",
+    "access_log",
+    "tracing",
+    "fast_lane",
+    "poll_interval_s",
+    "grpc_port",
+    "grpc_host",
+)
+"""Settings read as they are from :class:`~adapters.environment.Environment`."""
+
+
 @dataclass(frozen=True)
 class Settings:
     """Everything that decides what is served and how."""
@@ -158,25 +174,8 @@ class Settings:
             models=models,
             placements=placements,
             default_versions=defaults,
-            workers=raw.workers,
-            runner_workers=raw.runner_workers,
-            max_batch_size=raw.max_batch_size,
-            max_latency_ms=raw.max_latency_ms,
-            server_name=raw.server_name,
-            access_log=raw.access_log,
-            tracing=raw.tracing,
-            fast_lane=raw.fast_lane,
-            limits=Limits(
-                request_timeout_s=raw.request_timeout_s,
-                read_timeout_s=raw.read_timeout_s,
-                max_body_bytes=raw.max_body_bytes,
-                max_elements=raw.max_elements,
-                max_bytes_element=raw.max_bytes_element,
-                max_connections=raw.max_connections,
-            ),
-            poll_interval_s=raw.poll_interval_s,
-            grpc_port=raw.grpc_port,
-            grpc_host=raw.grpc_host,
+            limits=Limits(**{f.name: getattr(raw, f.name) for f in fields(Limits)}),
+            **{name: getattr(raw, name) for name in PLAIN},
             auth_tokens=_tokens(raw.auth_token, raw.auth_tokens_file),
             cors_origins=tuple(o.strip() for o in raw.cors_origins.split(",") if o.strip()),
             signatures={n: _signature(n, s.signature) for n, s in sections.items() if s.signature},

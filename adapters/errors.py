@@ -63,6 +63,16 @@ class ModelOutputError(OIPError):
     pass
 
 
+class Unsupported(OIPError):
+    status_code = 501
+
+
+class ClientGone(OIPError):
+    """Counted as 499 (nginx's "client closed request") in the metrics; no one reads the body."""
+
+    status_code = 499
+
+
 class BadRequest(OIPError):
     status_code = 400
 
@@ -84,10 +94,17 @@ class UnknownOutput(BadRequest):
 
 
 class RequestTimeout(OIPError):
+    """The client stopped sending its body mid-way: the answer closes the connection."""
+
     status_code = 408
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, headers={"Connection": "close"})
 
 
 class PayloadTooLarge(OIPError):
+    """Its message names the limit that was passed and the variable that raises it."""
+
     status_code = 413
 
 
@@ -143,16 +160,6 @@ class DeadlineExceeded(OIPError):
     """The request's work is abandoned where it can be (a queued predict is dropped)."""
 
     status_code = 504
-
-
-class Unsupported(OIPError):
-    status_code = 501
-
-
-class ClientGone(OIPError):
-    """Counted as 499 (nginx's "client closed request") in the metrics; no one reads the body."""
-
-    status_code = 499
 
 
 def error_response(
