@@ -2,8 +2,9 @@
 ``run`` API merges concurrent calls and executes them with
 :func:`~adapters.runtime.predict_batch`).
 
-A call of more than ``chunk_rows`` rows is sent as consecutive chunks, so other models' calls
-are batched between them instead of waiting behind the whole of it. A runner that cannot be
+A call of more than ``chunk_rows`` rows (8,192: each chunk costs a hop, so chunks are larger
+than in process) is sent as consecutive chunks, so other models' calls are batched between them
+instead of waiting behind the whole of it. A runner that cannot be
 reached, or that readiness found down, is a 503 with ``Retry-After``; a call already on its way
 to a runner that dies or hangs ends at the request deadline (504); a runner over its batching
 latency budget is a 503.
@@ -43,7 +44,7 @@ class RunnerClient:
         *,
         ready_ttl_s: float = 1.0,
         ready_timeout_s: float = 2.0,
-        chunk_rows: int = 1024,
+        chunk_rows: int = 8192,
     ):
         self.runner = runner
         self.ready_ttl_s = ready_ttl_s
