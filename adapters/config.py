@@ -35,6 +35,8 @@ OIP_FAST_LANE          V2 requests skip BentoML's per-request ``1``
 OIP_GRPC_PORT          gRPC (inference.GRPCInferenceService   ``8001``
                        and grpc.health.v1); ``0`` disables
 OIP_GRPC_HOST          address the gRPC server binds          ``127.0.0.1``
+OIP_PREDICTIONS_DB     score.py's database (SQLAlchemy URL): unset
+                       GET .../predictions/{key} reads it
 OIP_CONFIG             a TOML or YAML file: the same settings unset
                        and per-model sections (placement,
                        default version, signature override)
@@ -125,6 +127,7 @@ PLAIN = (
     "poll_interval_s",
     "grpc_port",
     "grpc_host",
+    "predictions_db",
 )
 """Settings read as they are from :class:`~adapters.environment.Environment`."""
 
@@ -148,6 +151,7 @@ class Settings:
     poll_interval_s: float = 0.0
     grpc_port: int = 8001  # 0: no gRPC server
     grpc_host: str = "127.0.0.1"
+    predictions_db: str = ""  # SQLAlchemy URL of score.py's database: the read-back route
     auth_tokens: tuple[str, ...] = ()
     cors_origins: tuple[str, ...] = ()
 

@@ -12,10 +12,12 @@ from __future__ import annotations
 import time
 from typing import Any
 
+import anyio
+
 from .classification import class_count, classify
 from .codecs import DATATYPE_TO_DTYPE, Array, cast_exact, datatype_of
 from .config import Limits
-from .errors import InputMismatch, InvalidTensor, UnknownOutput, Unsupported
+from .errors import InputMismatch, InvalidTensor, NotFound, UnknownOutput, Unsupported
 from .messages import InferRequest, InferResponse, RequestedOutput, Tensor
 from .registry import ModelVersion
 from .repository import Repository
@@ -37,6 +39,7 @@ class DataPlane:
         server_name: str,
         server_version: str,
         limits: Limits | None = None,
+        predictions_db: str = "",
     ) -> None:
         self.repository = repository
         self.registry = repository.registry
@@ -44,6 +47,8 @@ class DataPlane:
         self.server = {"name": server_name, "version": server_version, "extensions": EXTENSIONS}
         self.limits = limits or Limits()
         self.statistics = Statistics()
+        self.predictions_db = predictions_db
+        self._engine: Any = None
 
     def server_metadata(self) -> dict[str, Any]:
         return self.server
@@ -98,6 +103,32 @@ class DataPlane:
             raise
         stats.finished(ok=True, rows=rows, total_ns=time.perf_counter_ns() - start)
         return InferResponse(name, resolved.version, outputs, request.id)
+
+    async def stored_prediction(self, name: str, version: str | None, key: str) -> dict[str, Any]:
+        """A prediction ``score.py`` stored for one row (its key) by the version this resolves
+        to, in the V2 response shape, from ``OIP_PREDICTIONS_DB``."""
+        if not self.predictions_db:
+            raise Unsupported("no predictions database: set OIP_PREDICTIONS_DB to score.py's --db")
+        resolved = self.registry.resolve(name, version)
+        from . import predictions  # SQLAlchemy only when the route is used
+
+        if self._engine is None:
+            self._engine = predictions.connect(self.predictions_db)
+        found = await anyio.to_thread.run_sync(
+            lambda: predictions.lookup(
+                self._engine,
+                predictions.default_table_name(name),
+                name,
+                resolved.version,
+                key,
+                signature=resolved.signature,
+            )
+        )
+        if found is None:
+            raise NotFound(
+                f"no stored prediction with key '{key[:100]}' for {name}:{resolved.version}"
+            )
+        return found
 
     def encoded(self, response: InferResponse, ns: int) -> None:
         """The transport's time writing a response (statistics: ``compute_output``)."""

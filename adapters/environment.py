@@ -73,6 +73,7 @@ class Environment(BaseSettings):
     poll_interval_s: float = Field(0.0, ge=0)
     grpc_port: int = Field(8001, ge=0, le=65535)
     grpc_host: str = "127.0.0.1"
+    predictions_db: str = ""
     auth_token: str = ""
     auth_tokens_file: str = ""
     cors_origins: str = ""

@@ -125,6 +125,14 @@ class Operation:
     description: str = ""
 
 
+STORED_PREDICTION = {
+    "model_name": "iris",
+    "model_version": "latest",
+    "id": "row-1",
+    "parameters": {"scored_at": "2026-11-26T07:00:00+00:00"},
+    "outputs": [{"name": "predict", "datatype": "INT64", "shape": [1], "data": [0]}],
+}
+
 OPERATIONS = [
     Operation("get", "/v2", "server_metadata", "Server metadata", "server", "ServerMetadata",
               {"server": SERVER_METADATA}, (503,)),
@@ -146,6 +154,9 @@ OPERATIONS = [
     Operation("get", "/stats", "model_statistics", "Model statistics",
               "statistics", "StatisticsResponse", {"iris": {"model_stats": [IRIS_STATS]}},
               (404, 503), per_version=True),
+    Operation("get", "/predictions/{key}", "stored_prediction",
+              "A batch prediction stored by score.py (OIP_PREDICTIONS_DB)", "inference",
+              "InferenceResponse", {"iris": STORED_PREDICTION}, (404, 501, 503), per_version=True),
     Operation("get", "/v2/models/stats", "statistics", "Statistics of every loaded version",
               "statistics", "StatisticsResponse", {"iris": {"model_stats": [IRIS_STATS]}}, (503,)),
     Operation("post", "/v2/repository/index", "repository_index", "The model repository's index",
@@ -164,6 +175,7 @@ OPERATIONS = [
 PATH_PARAMETERS = {  # name -> (description, example)
     "model_name": ("A model the server serves (OIP_MODELS).", "iris"),
     "model_version": ("A version string, `latest`, or `best` (best held-out metric).", "latest"),
+    "key": ("The row's key in score.py's table (its id column, or its content hash).", "row-1"),
 }
 INFER_HEADERS = {  # name -> (description, schema)
     "Inference-Header-Content-Length": ("Length of the JSON part of a binary body.",

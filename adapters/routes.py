@@ -116,6 +116,13 @@ async def model_infer(request: Request) -> Response:
     return Response(content, headers=headers)
 
 
+async def stored_prediction(request: Request) -> Response:
+    """A batch prediction ``score.py`` stored, read back at serving latency."""
+    name, version = _model(request)
+    key = request.path_params["key"]
+    return json_response(await _dataplane(request).stored_prediction(name, version, key))
+
+
 async def model_statistics(request: Request) -> Response:
     name = request.path_params.get("model_name")
     version = request.path_params.get("model_version")
@@ -183,6 +190,7 @@ MODEL_ROUTES: list[tuple[str, str, Endpoint, str]] = [  # inference first: match
     ("", "GET", model_metadata, "metadata"),
     ("/ready", "GET", model_ready, "ready"),
     ("/stats", "GET", model_statistics, "statistics"),
+    ("/predictions/{key}", "GET", stored_prediction, "predictions"),
 ]
 MODEL_PREFIXES = (
     "/v2/models/{model_name}",

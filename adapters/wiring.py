@@ -78,6 +78,7 @@ def build_dataplane(settings: Settings, runner: Any = None, *, bento: Any = None
         server_name=settings.server_name,
         server_version=__version__,
         limits=settings.limits,
+        predictions_db=settings.predictions_db,
     )
 
 
