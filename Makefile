@@ -8,11 +8,11 @@ PORT   ?= 3000
 BENTO  ?= oip-sklearn:latest
 BACKEND ?= $(or $(BENTOML_CONTAINERIZE_BACKEND),docker)
 
-.PHONY: venv train train-if-empty serve test test-fast fuzz lint format bento container bench load soak audit clean proto
+.PHONY: venv train train-if-empty serve score test test-fast fuzz lint format bento container bench load soak audit clean proto
 
 venv: $(VENV)/.installed
 
-$(VENV)/.installed: requirements.txt requirements-dev.txt
+$(VENV)/.installed: requirements.txt requirements-score.txt requirements-dev.txt
 	@echo "make: creating $(VENV) and installing the pinned requirements (a few minutes the first time) ..."
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --disable-pip-version-check -r requirements-dev.txt
@@ -29,6 +29,9 @@ serve: train-if-empty   ## set up, train if the store is empty, serve V2 on $(HO
 	@$(BIN)/python -m adapters.describe --url http://$(HOST):$(PORT)
 	$(BIN)/bentoml serve service:Gateway --host $(HOST) --port $(PORT)
 
+score: venv          ## batch predictions into a database: SCORE_ARGS="--model iris --input data.csv [--db URL]"
+	$(BIN)/python score.py $(SCORE_ARGS)
+
 test: venv           ## the whole test suite (what CI runs)
 	$(BIN)/python -m pytest
 
@@ -41,7 +44,7 @@ fuzz: venv           ## schemathesis on every V2 route, both placements, FUZZ_EX
 lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy adapters service.py train.py liveserver.py
+	$(BIN)/mypy adapters service.py train.py score.py liveserver.py
 
 format: venv
 	$(BIN)/ruff check --fix .

@@ -1,0 +1,209 @@
+"""Score a table with a stored model version and write the predictions into a database.
+
+The version resolves as the server resolves it (``latest``, ``best``, a version; the server's
+default, ``OIP_DEFAULT_VERSION``, when none is given), and the rows are read into the tensors a
+V2 request would carry and checked against the same signature. One row per input row is
+upserted into ``<model>_predictions``: ``key`` (the id column, else a hash of the row's content),
+``model``, ``version``, one column per output and ``scored_at``. Re-running the same version
+over the same rows replaces them; another version adds its own rows.
+
+    python score.py --model iris --version best --input data.csv --db sqlite:///predictions.db
+    python score.py --model text --input docs.parquet --db postgresql://user@host/db
+    python score.py --model iris --input "sql:SELECT * FROM flowers" --db sqlite:///p.db
+    make score SCORE_ARGS="--model iris --input data.csv"
+
+Rows are streamed in chunks (``--chunk-rows``), each committed in its own transaction. A row the
+model cannot take stops the run with exit code 2, naming the row (counted from 0); the chunks
+before it stay committed, so a run can be resumed by running it again.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import sys
+import time
+from contextlib import ExitStack, closing
+from datetime import UTC, datetime
+from typing import Any, TextIO
+
+import bentoml
+import pandas as pd
+from sqlalchemy.exc import SQLAlchemyError
+
+from adapters import Settings
+from adapters.batch import MalformedInput, Plan, input_columns, input_kind, read_chunks
+from adapters.dataplane import model_input, requested_outputs
+from adapters.environment import ConfigError
+from adapters.errors import OIPError
+from adapters.messages import RequestedOutput
+from adapters.predictions import (
+    TableMismatch,
+    connect,
+    default_table_name,
+    ensure_table,
+    output_values,
+    write_columns,
+)
+from adapters.registry import ModelVersion
+from adapters.repository import Repository
+from adapters.runtime import PredictFailed, predict_one
+from adapters.signature import TensorSpec
+
+DEFAULT_DB = "sqlite:///predictions.db"
+DEFAULT_CHUNK_ROWS = 50_000
+
+
+class Run:
+    """What the summary tells: rows committed, time, the target; with a carriage-return
+    progress line on stderr (rows, rows/s) unless quiet."""
+
+    def __init__(self, stream: TextIO, *, quiet: bool) -> None:
+        self.stream, self.quiet = stream, quiet
+        self.start = time.perf_counter()
+        self.rows = 0  # committed
+        self.target = ""  # model:version -> table (database), once known
+
+    @property
+    def seconds(self) -> float:
+        return time.perf_counter() - self.start
+
+    @property
+    def rate(self) -> float:
+        return self.rows / max(self.seconds, 1e-9)
+
+    def committed(self, rows: int) -> None:
+        self.rows += rows
+        if not self.quiet:
+            self.stream.write(f"\r{self.rows:,} rows  {self.rate:,.0f} rows/s ")
+            self.stream.flush()
+
+    def close(self) -> None:
+        if not self.quiet and self.rows:
+            self.stream.write("\n")
+
+
+def resolve(name: str, version: str | None) -> ModelVersion:
+    """The version the server would serve for ``name`` and ``version`` (``None``: its
+    default), with the server's signature (``OIP_CONFIG`` overrides included)."""
+    settings = Settings.from_env()
+    repository = Repository([name], settings.default_version, {}, signatures=settings.signatures)
+    return repository.open(name).resolve(version)
+
+
+def score(args: argparse.Namespace, run: Run) -> None:
+    """Score ``args.input`` into the table, one committed transaction per chunk.
+
+    Raises:
+        MalformedInput: a row the model cannot take (the chunks before it are committed).
+    """
+    resolved = resolve(args.model, args.version)
+    requested = [RequestedOutput(n.strip()) for n in (args.outputs or "").split(",") if n.strip()]
+    wanted = [name for name, _ in requested_outputs(resolved, requested or None)]
+    specs = [s for name in wanted for s in resolved.signature.outputs if s.name == name]
+    engine = connect(args.db)
+    table = ensure_table(engine, args.table or default_table_name(resolved.name), specs)
+    url = engine.url.render_as_string(hide_password=True)
+    run.target = f"{resolved.tag} -> {table.name} ({url})"
+    estimator = bentoml.sklearn.load_model(resolved.tag)
+    gc.freeze()  # the libraries' objects, loaded for good: collections scan only the chunk's
+    with ExitStack() as stack:
+        stack.callback(gc.unfreeze)
+        connection = None
+        if input_kind(args.input) == "sql":
+            source = connect(args.input_db) if args.input_db else engine
+            connection = stack.enter_context(source.connect())
+        plan = Plan.of(resolved.signature, input_columns(args.input, connection), args.id_column)
+        chunks = read_chunks(
+            args.input, chunk_rows=args.chunk_rows, text=plan.text_columns, connection=connection
+        )
+        for chunk in stack.enter_context(closing(chunks)):
+            frame = chunk.reset_index(drop=True)
+            columns = score_chunk(resolved, estimator, plan, specs, frame, offset=run.rows)
+            write_columns(engine, table, columns)
+            run.committed(len(frame))
+
+
+def score_chunk(
+    resolved: ModelVersion,
+    estimator: Any,
+    plan: Plan,
+    specs: list[TensorSpec],
+    frame: pd.DataFrame,
+    *,
+    offset: int,
+) -> dict[str, list[Any]]:
+    """One chunk's table columns (key, model, version, one per output, scored_at): its rows
+    decoded and checked as a request's tensors, then predicted as the server predicts.
+
+    Raises:
+        MalformedInput: naming the row, or the chunk's rows when the fault is not one row's.
+    """
+    n = len(frame)
+    try:
+        x = model_input(resolved, plan.tensors(frame, offset))
+    except OIPError as exc:
+        raise MalformedInput(exc.message, row=offset, rows=n) from None
+    result = predict_one(estimator, [s.name for s in specs], x)
+    if isinstance(result, PredictFailed):
+        raise MalformedInput(f"the model rejected them: {result.message}", row=offset, rows=n)
+    columns: dict[str, list[Any]] = {"key": plan.keys(frame, x, offset)}
+    columns["model"] = [resolved.name] * n
+    columns["version"] = [resolved.version] * n
+    columns.update((s.name, output_values(s, result[s.name])) for s in specs)
+    columns["scored_at"] = [datetime.now(UTC)] * n
+    return columns
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--model", required=True, help="a model name in the BentoML store")
+    parser.add_argument(
+        "--version", help="latest, best or a version (default: the server's, OIP_DEFAULT_VERSION)"
+    )
+    parser.add_argument(
+        "--input", required=True, help='a .csv or .parquet file, or "sql:SELECT ..." (on --db)'
+    )
+    parser.add_argument("--db", default=DEFAULT_DB, help=f"SQLAlchemy URL (default {DEFAULT_DB})")
+    parser.add_argument("--input-db", help="where a sql: input runs (default: --db)")
+    parser.add_argument("--table", help="default: <model>_predictions")
+    parser.add_argument(
+        "--outputs", help="comma list, e.g. predict,predict_proba (default: the server's)"
+    )
+    parser.add_argument(
+        "--id-column", help="the row key (default: id when the input has one, else a row hash)"
+    )
+    parser.add_argument("--chunk-rows", type=int, default=DEFAULT_CHUNK_ROWS, metavar="N")
+    parser.add_argument("--quiet", action="store_true", help="no progress line")
+    args = parser.parse_args(argv)
+    if args.chunk_rows < 1:
+        parser.error("--chunk-rows must be at least 1")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    run = Run(sys.stderr, quiet=args.quiet)
+    error, code = None, 0
+    try:
+        score(args, run)
+    except (MalformedInput, TableMismatch, OIPError, ConfigError, ValueError) as exc:
+        error, code = getattr(exc, "message", None) or str(exc), 2
+    except SQLAlchemyError as exc:
+        error, code = f"database: {exc}".splitlines()[0], 1
+    run.close()
+    if error is not None:
+        print(f"error: {error}", file=sys.stderr)
+    if run.target:
+        done = "scored" if error is None else "stopped; committed before the error:"
+        print(
+            f"{run.target}: {done} {run.rows:,} rows in {run.seconds:.2f} s "
+            f"({run.rate:,.0f} rows/s)"
+        )
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
