@@ -107,8 +107,8 @@ class DataPlane:
     async def stored_prediction(self, name: str, version: str | None, key: str) -> dict[str, Any]:
         """A prediction ``score.py`` stored for one row (its key) by the version this resolves
         to, in the V2 response shape, from ``OIP_PREDICTIONS_DB``."""
-        if not self.predictions_db:
-            raise Unsupported("no predictions database: set OIP_PREDICTIONS_DB to score.py's --db")
+        if not self.predictions_db:  # nothing stored to find: a 404, as for an unknown key
+            raise NotFound("no stored predictions: set OIP_PREDICTIONS_DB to score.py's --db")
         resolved = self.registry.resolve(name, version)
         from . import predictions  # SQLAlchemy only when the route is used
 

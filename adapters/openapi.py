@@ -156,7 +156,7 @@ OPERATIONS = [
               (404, 503), per_version=True),
     Operation("get", "/predictions/{key}", "stored_prediction",
               "A batch prediction stored by score.py (OIP_PREDICTIONS_DB)", "inference",
-              "InferenceResponse", {"iris": STORED_PREDICTION}, (404, 501, 503), per_version=True),
+              "InferenceResponse", {"iris": STORED_PREDICTION}, (404, 503), per_version=True),
     Operation("get", "/v2/models/stats", "statistics", "Statistics of every loaded version",
               "statistics", "StatisticsResponse", {"iris": {"model_stats": [IRIS_STATS]}}, (503,)),
     Operation("post", "/v2/repository/index", "repository_index", "The model repository's index",

@@ -217,4 +217,4 @@ def test_the_read_back_route_answers_a_stored_prediction(store: Store, tmp_path:
     app.state.dataplane = build_dataplane(Settings(models=("iris",)))
     with TestClient(app) as c:
         off = c.get("/v2/models/iris/predictions/row-1")
-        assert off.status_code == 501 and "OIP_PREDICTIONS_DB" in off.json()["error"]
+        assert off.status_code == 404 and "OIP_PREDICTIONS_DB" in off.json()["error"]
