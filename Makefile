@@ -65,7 +65,7 @@ soak: venv           ## 10 min at saturation on a server it starts: 0 failures, 
 audit: venv          ## pip-audit of requirements.txt; exits 3 ("NOT AUDITED") when the vulnerability service is unreachable
 	$(BIN)/python scripts/audit.py
 
-bench: venv          ## side-by-side vs MLServer 1.7.1 and a bare ceiling (~40 min; BENCH_ARGS=--quick ~4-5 min)
+bench: venv          ## side-by-side vs MLServer 1.7.1 and a bare ceiling, HTTP and gRPC (~55 min; BENCH_ARGS=--quick ~5 min)
 	$(BIN)/python bench/run.py $(BENCH_ARGS)
 
 clean:

@@ -10,11 +10,16 @@ inputs[0] is read from the raw bytes after the JSON header (`np.frombuffer`), an
 `parameters.binary_data_output` sends `predict` back as raw bytes after the header.
 
     python bench/ceiling.py --models-dir DIR --port N   # serves DIR/*.joblib
+
+With ``--grpc-port M`` it also starts grpc_ceiling.py (a do-nothing gRPC server, no model) on M,
+as a child process: the benchmark's gRPC ceiling lives and dies with this one.
 """
 
 from __future__ import annotations
 
 import argparse
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -103,18 +108,29 @@ def main() -> None:
     parser.add_argument("--models-dir", type=Path, required=True)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--grpc-port", type=int, help="also start grpc_ceiling.py on this port")
     args = parser.parse_args()
+    grpc_server = None
+    if args.grpc_port:
+        script = Path(__file__).with_name("grpc_ceiling.py")
+        argv = [sys.executable, str(script), "--host", args.host, "--port", str(args.grpc_port)]
+        grpc_server = subprocess.Popen(argv, stdin=subprocess.DEVNULL)
     for path in sorted(args.models_dir.glob("*.joblib")):
         MODELS[path.stem] = joblib.load(path)
-    uvicorn.run(
-        app,
-        host=args.host,
-        port=args.port,
-        loop="uvloop",
-        http="httptools",
-        access_log=False,
-        log_level="warning",
-    )
+    try:
+        uvicorn.run(
+            app,
+            host=args.host,
+            port=args.port,
+            loop="uvloop",
+            http="httptools",
+            access_log=False,
+            log_level="warning",
+        )
+    finally:
+        if grpc_server is not None:
+            grpc_server.terminate()
+            grpc_server.wait(timeout=10)
 
 
 if __name__ == "__main__":

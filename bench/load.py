@@ -1,13 +1,17 @@
-"""Load generators: wrk (primary) and hey (cross-check), each run bounded in time."""
+"""Load generators: wrk (primary) and hey (cross-check) for HTTP, grpc_load.py for gRPC; each
+run bounded in time."""
 
 from __future__ import annotations
 
 import json
 import re
 import subprocess
+import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+
+GRPC_LOAD = Path(__file__).resolve().with_name("grpc_load.py")
 
 # wrk's own summary, printed by the Lua done() hook as one machine-readable line.
 # The body is read in binary mode and sent as-is (Lua strings are 8-bit clean), so binary
@@ -49,9 +53,11 @@ class LoadResult:
     p50_ms: float | None = None
     p99_ms: float | None = None
     requests: int = 0
-    non_2xx: int = 0
+    non_2xx: int = 0  # gRPC: calls that ended in a status other than OK
     socket_errors: int = 0
     error: str | None = None
+    errors_by_code: dict[str, int] = field(default_factory=dict)  # gRPC status -> calls
+    processes: int = 0  # gRPC: load-generator processes (each one channel)
     raw: str = field(default="", repr=False)
 
     def to_dict(self) -> dict[str, Any]:
@@ -139,4 +145,68 @@ def run_hey(
     if "Error distribution:" in out:
         tail = out.split("Error distribution:", 1)[1]
         res.socket_errors = sum(int(n) for n in _HEY_ERRORS.findall(tail))
+    return res
+
+
+def _benchjson(out: str) -> dict[str, Any] | None:
+    line = next((ln for ln in out.splitlines() if ln.startswith("BENCHJSON ")), None)
+    return None if line is None else dict(json.loads(line.removeprefix("BENCHJSON ")))
+
+
+def _grpc_argv(mode: str, target: str, model: str, data: Path, datatype: str) -> list[str]:
+    # the same interpreter as the benchmark: the project's venv, with grpcio and the stubs
+    opts = ["--target", target, "--model", model, "--data", str(data), "--datatype", datatype]
+    return [sys.executable, str(GRPC_LOAD), mode, *opts]
+
+
+def grpc_preflight(
+    target: str, model: str, data: Path, datatype: str
+) -> tuple[str | None, dict[str, Any]]:
+    """(None, {input_name, request_bytes, shape, data}) from one ModelInfer, after waiting up to
+    30 s for the connection; else (what went wrong, {})."""
+    code, out = _run(_grpc_argv("preflight", target, model, data, datatype), timeout_s=90)
+    try:
+        answer = _benchjson(out)
+    except ValueError:
+        answer = None
+    if answer is None:
+        return f"grpc_load preflight exit {code}: {out[-300:]}", {}
+    if answer.get("error"):
+        return str(answer["error"]), {}
+    return None, answer
+
+
+def run_grpc(
+    target: str,
+    model: str,
+    data: Path,
+    datatype: str,
+    input_name: str,
+    streams: int,
+    warmup_s: float,
+    duration_s: float,
+    processes: int | None = None,
+) -> LoadResult:
+    """grpc_load.py: `streams` closed-loop unary ModelInfer calls for `warmup_s` + `duration_s`
+    (the warm-up on the same connections, not counted)."""
+    argv = _grpc_argv("run", target, model, data, datatype)
+    argv += ["--input-name", input_name, "--streams", str(streams)]
+    argv += ["--warmup", f"{warmup_s:g}", "--duration", f"{duration_s:g}"]
+    if processes:
+        argv += ["--processes", str(processes)]
+    code, out = _run(argv, timeout_s=warmup_s + duration_s + 120)
+    res = LoadResult("grpc_load", streams, duration_s, raw=out)
+    try:
+        stats = _benchjson(out)
+    except ValueError:
+        stats = None
+    if stats is None or stats.get("error"):
+        res.error = str(stats["error"]) if stats else f"grpc_load exit {code}"
+        return res
+    res.requests = int(stats["requests"])
+    res.rps = float(stats["rps"])
+    res.p50_ms, res.p99_ms = stats.get("p50_ms"), stats.get("p99_ms")
+    res.errors_by_code = {str(k): int(v) for k, v in stats["errors"].items()}
+    res.non_2xx = sum(res.errors_by_code.values())
+    res.processes = int(stats["processes"])
     return res

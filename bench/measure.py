@@ -27,6 +27,7 @@ class Plan:
     ready_timeout_s: float
     work: Path  # payloads and wrk scripts go here
     logs: Path  # one server log per launch
+    grpc_processes: int | None = None  # grpc_load processes; None: min(streams, CPUs)
 
 
 # hey prints a p99 from 100 requests on; small cases keep a margin, large ones (tens of ms each)
@@ -131,6 +132,59 @@ def _cells_for(
     return cells
 
 
+def _grpc_cells_for(
+    plan: Plan,
+    rnd: int,
+    spec: servers.ServerSpec,
+    scenario: str,
+    target: str,
+    matrix: setup_env.Matrix,
+    seen: dict[str, tuple[str, list[Any]]],
+) -> list[dict[str, Any]]:
+    """A gRPC scenario: preflight (one prediction per row; the same predictions as over HTTP),
+    then grpc_load.py at each concurrency (its warm-up included)."""
+    sc = SCENARIOS[scenario]
+    data_path = plan.work / f"{sc.matrix}.npy"
+    if not data_path.exists():
+        np.save(data_path, matrix)
+    cell: dict[str, Any] = {"round": rnd, "server": spec.name, "scenario": scenario}
+    concurrency = plan.concurrency[scenario]
+    problem, answer = load.grpc_preflight(target, sc.model, data_path, sc.datatype)
+    if not problem and (answer["shape"][:1] != [sc.rows] or len(answer["data"]) != sc.rows):
+        problem = f"preflight: output shape {answer['shape']} for {sc.rows} rows"
+    if problem:
+        log(f"  {spec.name} {scenario}: {problem}")
+        return [{**cell, "connections": c, "error": problem} for c in concurrency]
+    cell |= {"input_name": answer["input_name"], "body_bytes": answer["request_bytes"]}
+    key = f"{sc.model}/{sc.matrix}"
+    if spec.grpc_predicts and key in seen and seen[key][1] != answer["data"]:
+        cell["mismatch"] = f"gRPC predictions differ from {seen[key][0]}'s on the same data"
+        log(f"  {spec.name} {scenario}: {cell['mismatch']}")
+    cells = []
+    for conns in concurrency:
+        res = load.run_grpc(
+            target,
+            sc.model,
+            data_path,
+            sc.datatype,
+            answer["input_name"],
+            conns,
+            plan.warmup_s,
+            plan.duration_s,
+            plan.grpc_processes,
+        )
+        loadavg = os.getloadavg()[0]
+        cells.append({**cell, "connections": conns, "grpc": res.to_dict(), "loadavg_1m": loadavg})
+        log(
+            f"  {spec.name} {scenario} c={conns}: grpc_load {res.rps or 0:.0f} req/s "
+            f"p50 {res.p50_ms or 0:.2f} p99 {res.p99_ms or 0:.2f} ms "
+            f"({res.processes} processes) | non-OK {res.non_2xx}"
+            + (f" {res.errors_by_code}" if res.errors_by_code else "")
+            + (f" | {res.error}" if res.error else "")
+        )
+    return cells
+
+
 UNSUPPORTED = "n/a: no binary tensor data extension"
 
 
@@ -156,11 +210,18 @@ def measure_server(
             log(f"  {spec.name}: ready in {srv.launch_to_ready_s:.2f} s")
             time.sleep(plan.settle_s)
             launch["idle"] = servers.tree_memory_mib(srv.proc.pid)
-            for scenario in plan.scenarios:
+            # HTTP first: the gRPC preflight compares its predictions with HTTP's
+            ordered = sorted(plan.scenarios, key=lambda s: SCENARIOS[s].grpc)
+            for scenario in ordered:
                 if scenario in unsupported:
                     continue
                 matrix = data[SCENARIOS[scenario].matrix]
-                cells += _cells_for(plan, rnd, spec.name, scenario, srv.base_url, matrix, seen)
+                if SCENARIOS[scenario].grpc:
+                    target = srv.grpc_target
+                    cells += _grpc_cells_for(plan, rnd, spec, scenario, target, matrix, seen)
+                else:
+                    url = srv.base_url
+                    cells += _cells_for(plan, rnd, spec.name, scenario, url, matrix, seen)
             launch["after_load"] = servers.tree_memory_mib(srv.proc.pid)
     except (RuntimeError, TimeoutError, OSError) as err:
         launch["error"] = f"{type(err).__name__}: {err}"

@@ -35,22 +35,25 @@ def aggregate_cells(
     for key, runs in groups.items():
         wrk = [r["wrk"] for r in runs if r.get("wrk")]
         hey = [r["hey"] for r in runs if r.get("hey")]
+        grpc = [r["grpc"] for r in runs if r.get("grpc")]  # gRPC cells: grpc_load, no wrk/hey
         out[key] = {
             "rounds": len(runs),
             "unsupported": all(r.get("unsupported") for r in runs),
             "body_bytes": _median(r.get("body_bytes") for r in runs),
-            "rps": _median(w["rps"] for w in wrk),
-            "rps_all": [w["rps"] for w in wrk],
+            "rps": _median(w["rps"] for w in wrk + grpc),
+            "rps_all": [w["rps"] for w in wrk + grpc],
+            "grpc_p50": _median(g["p50_ms"] for g in grpc),
+            "grpc_p99": _median(g["p99_ms"] for g in grpc),
             "wrk_p50": _median(w["p50_ms"] for w in wrk),
             "wrk_p99": _median(w["p99_ms"] for w in wrk),
             "hey_rps": _median(h["rps"] for h in hey),
             "hey_p50": _median(h["p50_ms"] for h in hey),
             "hey_p99": _median(h["p99_ms"] for h in hey),
-            "non_2xx": sum(x["non_2xx"] for x in wrk + hey),
+            "non_2xx": sum(x["non_2xx"] for x in wrk + hey + grpc),
             "socket_errors": sum(x["socket_errors"] for x in wrk + hey),
             "failures": [r["error"] for r in runs if r.get("error")]
             + [r["mismatch"] for r in runs if r.get("mismatch")]
-            + [x["error"] for x in wrk + hey if x.get("error")],
+            + [x["error"] for x in wrk + hey + grpc if x.get("error")],
         }
     return out
 
@@ -107,6 +110,67 @@ def _cell_row(
     return "| " + " | ".join(cols) + " |"
 
 
+def _grpc_row(
+    conns: int,
+    server: str,
+    agg: dict[str, Any],
+    base: dict[str, Any] | None,
+    ceil: dict[str, Any] | None,
+) -> str:
+    base = base or {}
+    ceil = ceil or {}
+    errors = str(agg["non_2xx"]) + (" ⚠" if agg["failures"] else "")
+    cols = [
+        str(conns),
+        server,
+        _fmt(agg["rps"], 0),
+        _fmt(agg["grpc_p50"]),
+        _fmt(agg["grpc_p99"]),
+        errors,
+        _fmt(_ratio(agg["rps"], base.get("rps"))),
+        _fmt(_ratio(agg["rps"], ceil.get("rps"))),
+        _fmt(_ratio(agg["grpc_p99"], base.get("grpc_p99"))),
+    ]
+    return "| " + " | ".join(cols) + " |"
+
+
+GRPC_NOTE = (
+    "gRPC: unary `ModelInfer`, the same matrix as `raw_input_contents` (little-endian), "
+    "`predict` requested; load from bench/grpc_load.py (closed loop, `streams` concurrent calls "
+    "split over processes, one channel = one connection each). The gRPC `ceiling` is "
+    "bench/grpc_ceiling.py: a do-nothing grpc.aio server answering a cached response (no "
+    "model), i.e. the most this load generator can drive here; `÷ ceil` is the share of it. "
+    "No cross-check tool: one req/s and p99 per cell."
+)
+GRPC_COLUMNS = (
+    "streams", "server", "req/s", "p50", "p99", "non-OK", "req/s ÷ MLS", "req/s ÷ ceil",
+    "p99 ÷ MLS",
+)  # fmt: skip
+# The product owner's gRPC target: iris 1x4 at 64 streams.
+TARGET = ("iris-1x4-grpc", 64, 2.0, 0.5)  # scenario, streams, min req/s ÷ MLS, max p99 ÷ MLS
+
+
+def _targets(agg: dict[tuple[str, int, str], dict[str, Any]], servers: list[str]) -> list[str]:
+    scenario, conns, min_rps, max_p99 = TARGET
+    base = agg.get((scenario, conns, BASELINE))
+    lines = []
+    for server in servers:
+        cell = agg.get((scenario, conns, server))
+        if not server.startswith("ours") or cell is None or base is None:
+            continue
+        rps = _ratio(cell["rps"], base["rps"])
+        p99 = _ratio(cell["grpc_p99"], base["grpc_p99"])
+        met = rps is not None and p99 is not None and rps >= min_rps and p99 <= max_p99
+        lines.append(
+            f"- {server}: req/s ÷ MLS {_fmt(rps)} (target ≥ {min_rps:g}), p99 ÷ MLS "
+            f"{_fmt(p99)} (target ≤ {max_p99:g}): **{'met' if met else 'not met'}**"
+        )
+    if not lines:
+        return []
+    head = f"## Target: {scenario} at {conns} streams vs MLServer gRPC"
+    return ["", head, "", *lines]
+
+
 LEGEND = (
     "Latencies in ms. `non-2xx / sock err` sums over all wrk and hey runs; ⚠ marks a "
     "failed run (see raw.json). `÷ MLS`, `÷ ceil` are ratios of wrk req/s; "
@@ -138,17 +202,21 @@ def _header(meta: dict[str, Any]) -> list[str]:
         f"wrk warm-up {meta['warmup_s']:g} s, wrk {meta['duration_s']:g} s "
         f"(threads = min(2, connections)), then hey {meta['hey_duration_s']:g} s"
     )
-    return [
+    lines = [
         "# Model-server benchmark: ours vs MLServer vs ceiling",
         "",
         f"- Date: {meta['date']}; host: {host}",
         f"- Rounds: {meta['rounds']}, interleaved, order rotated each round: {orders}",
         f"- Per cell: {cell}; medians over rounds",
-        f"- Versions: {meta['versions']}",
-        f"- Models: {meta['model_tags']}",
-        "",
-        LEGEND,
     ]
+    if any(s.endswith("-grpc") for s in meta["scenarios"]):
+        procs = meta.get("grpc_processes") or "min(streams, CPUs)"
+        lines.append(
+            f"- Per gRPC cell: grpc_load warm-up {meta['warmup_s']:g} s then "
+            f"{meta['duration_s']:g} s measured on the same connections, {procs} processes"
+        )
+    lines += [f"- Versions: {meta['versions']}", f"- Models: {meta['model_tags']}"]
+    return [*lines, "", LEGEND]
 
 
 ENCODING_NOTE = (
@@ -234,8 +302,19 @@ def markdown(
 ) -> str:
     agg = aggregate_cells(cells)
     lines = _header(meta)
+    loads = [c["loadavg_1m"] for c in cells if c.get("loadavg_1m") is not None]
+    if loads:  # other work on the machine shows up here (the load generators count too)
+        lines.insert(
+            -2, f"- 1-min load average after each cell: {min(loads):.2f} to {max(loads):.2f}"
+        )
+    grpc_note = False
     for scenario in meta["scenarios"]:
-        lines += ["", f"## {scenario}", "", *_table_head(CELL_COLUMNS)]
+        grpc = scenario.endswith("-grpc")
+        lines += ["", f"## {scenario}", ""]
+        if grpc and not grpc_note:
+            lines += [GRPC_NOTE, ""]
+            grpc_note = True
+        lines += _table_head(GRPC_COLUMNS if grpc else CELL_COLUMNS)
         for conns in _concurrencies(meta, scenario):
             for server in meta["servers"]:
                 cell = agg.get((scenario, conns, server))
@@ -243,8 +322,10 @@ def markdown(
                     continue
                 base = agg.get((scenario, conns, BASELINE))
                 ceil = agg.get((scenario, conns, CEILING))
-                lines.append(_cell_row(conns, server, cell, base, ceil))
+                row = _grpc_row if grpc else _cell_row
+                lines.append(row(conns, server, cell, base, ceil))
     lines += _encoding_section(meta, agg)
+    lines += _targets(agg, meta["servers"])
     lines += [
         "",
         "## Start-up and memory",

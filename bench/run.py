@@ -1,6 +1,7 @@
 """Side-by-side benchmark: our BentoML V2 server vs MLServer 1.7.1 vs a bare "ceiling".
 
-One server at a time, interleaved over rounds; wrk measures, hey cross-checks.
+One server at a time, interleaved over rounds; wrk measures, hey cross-checks; gRPC scenarios
+are measured with bench/grpc_load.py.
 Run from anywhere with the project's venv:  .venv/bin/python bench/run.py [--quick]
 """
 
@@ -48,6 +49,11 @@ def parse_args() -> argparse.Namespace:
         help="connections for the small cases, comma-separated (1,16,64; quick: 1,16)",
     )
     p.add_argument("--large-concurrency", help="connections for the 8192-row cases (1,8; quick: 1)")
+    p.add_argument(
+        "--grpc-processes",
+        type=int,
+        help="grpc_load processes, streams split over them (default: min(streams, CPUs))",
+    )
     p.add_argument("--servers", default=",".join(ALL_SERVERS))
     p.add_argument("--scenarios", help=f"default: {','.join(SCENARIOS)}")
     p.add_argument(
@@ -78,8 +84,11 @@ def parse_args() -> argparse.Namespace:
     if unknown:
         p.error(f"unknown server or scenario: {', '.join(sorted(unknown))}")
     lowest = min(args.duration, args.hey_duration, *args.concurrency, *args.large_concurrency)
-    if args.rounds < 1 or lowest <= 0:
-        p.error("--rounds, --duration, --hey-duration and the concurrencies must be positive")
+    if args.rounds < 1 or lowest <= 0 or (args.grpc_processes or 1) < 1:
+        p.error(
+            "--rounds, --duration, --hey-duration, --grpc-processes and the concurrencies "
+            "must be positive"
+        )
     args.project_dir = args.project_dir.resolve()
     return args
 
@@ -92,11 +101,13 @@ def server_specs(
         "BENTOML_HOME": str(work / "bentoml-home"),
         "BENTOML_DO_NOT_TRACK": "True",
         "OIP_MODELS": ",".join(setup_env.MODELS),
+        "OIP_GRPC_PORT": "{grpc_port}",  # not the default 8001: another server may hold it
+        "OIP_GRPC_HOST": "127.0.0.1",
     }
     repo = work / "mlserver-repo"
 
-    def prepare_mlserver(port: int) -> None:
-        setup_env.write_mlserver_settings(repo, port, servers.free_port(), servers.free_port())
+    def prepare_mlserver(port: int, grpc_port: int) -> None:
+        setup_env.write_mlserver_settings(repo, port, grpc_port, servers.free_port())
 
     (work / "mlserver-cwd").mkdir(exist_ok=True)
     specs = {
@@ -116,10 +127,13 @@ def server_specs(
         binary=False,  # MLServer 1.7.1 has no binary tensor data extension
     )
     ceiling_args = f"--models-dir {work / 'joblib'} --port {{port}}"
+    if any(SCENARIOS[s].grpc for s in args.scenarios):  # a second process: grpc_ceiling.py
+        ceiling_args += " --grpc-port {grpc_port}"
     specs["ceiling"] = servers.ServerSpec(
         name="ceiling",
         argv=[sys.executable, str(BENCH_DIR / "ceiling.py"), *ceiling_args.split()],
         cwd=BENCH_DIR,
+        grpc_predicts=False,  # the gRPC ceiling answers zeros
     )
     return specs
 
@@ -166,6 +180,7 @@ def main() -> int:
             ready_timeout_s=args.ready_timeout,
             work=work / "payloads",
             logs=out / "logs",
+            grpc_processes=args.grpc_processes,
         )
         data = setup_env.scenario_data()
         specs = server_specs(args, work, mlserver)
@@ -184,11 +199,16 @@ def main() -> int:
             "duration_s": args.duration,
             "warmup_s": args.warmup,
             "hey_duration_s": args.hey_duration,
+            "grpc_processes": args.grpc_processes,
             "model_tags": tags,
         }
         cell_s = args.warmup + args.duration + args.hey_duration * 1.3
+        grpc_cell_s = args.warmup + args.duration + 3  # + spawn, connect, preflight
         # hey's 100-request floor makes slow large cells longer (forest JSON at c=1: ~+15 s)
-        per_launch = sum(len(c) * (cell_s + 5 * SCENARIOS[s].large) for s, c in concurrency.items())
+        per_launch = sum(
+            len(c) * (grpc_cell_s if SCENARIOS[s].grpc else cell_s + 5 * SCENARIOS[s].large)
+            for s, c in concurrency.items()
+        )
         minutes = args.rounds * n * (per_launch + 15) / 60
         log(f"about {minutes:.0f} min of load; results in {out}")
         launches: list[dict[str, Any]] = []

@@ -1,9 +1,9 @@
 """Launching, probing and stopping the servers under test.
 
 Every server runs in its own session (process group), bound to 127.0.0.1 on a
-free port; it is stopped by signalling the whole group, and any descendant
-that escaped the group is killed by pid. The mechanics live in the repository's
-``liveserver.py``, shared with the tests and the load tests.
+free HTTP port and a free gRPC port; it is stopped by signalling the whole group,
+and any descendant that escaped the group is killed by pid. The mechanics live in
+the repository's ``liveserver.py``, shared with the tests and the load tests.
 """
 
 from __future__ import annotations
@@ -35,16 +35,20 @@ stop = liveserver.stop
 
 @dataclass
 class ServerSpec:
-    """How to start one server; `port` is filled in at launch."""
+    """How to start one server; `{port}` and `{grpc_port}` in argv and env values are filled
+    in at launch."""
 
     name: str
     argv: list[str]
     cwd: Path
     env: dict[str, str] = field(default_factory=dict)
-    # Writes per-launch config (e.g. MLServer's settings.json) for a given port.
-    prepare: Callable[[int], None] | None = None
+    # Writes per-launch config (e.g. MLServer's settings.json) for the HTTP and gRPC ports.
+    prepare: Callable[[int, int], None] | None = None
     # Speaks Triton's binary tensor data extension; if not, binary scenarios are n/a.
     binary: bool = True
+    # Its gRPC ModelInfer predicts (the gRPC ceiling answers zeros): its gRPC predictions must
+    # equal its HTTP ones on the same data.
+    grpc_predicts: bool = True
 
 
 @dataclass
@@ -54,6 +58,7 @@ class RunningServer:
     proc: subprocess.Popen[bytes]
     launch_to_ready_s: float
     log_path: Path
+    grpc_target: str  # host:port of its gRPC server (ready or not: the gRPC preflight waits)
 
 
 def http_get(url: str, timeout: float = 2.0) -> tuple[int, bytes]:
@@ -93,15 +98,22 @@ def model_input_name(base_url: str, model: str, default: str = "input-0") -> str
 def launched(spec: ServerSpec, log_path: Path, ready_timeout_s: float) -> Iterator[RunningServer]:
     """Start `spec`, wait for /v2/health/ready, yield it, and always stop it."""
     port = free_port()
-    argv = [a.replace("{port}", str(port)) for a in spec.argv]
+    grpc_port = free_port()
+    while grpc_port == port:
+        grpc_port = free_port()
+
+    def fill(text: str) -> str:
+        return text.replace("{port}", str(port)).replace("{grpc_port}", str(grpc_port))
+
+    argv = [fill(a) for a in spec.argv]
     if spec.prepare is not None:
-        spec.prepare(port)
+        spec.prepare(port, grpc_port)
     try:
         server = liveserver.launch(
             argv,
             url=f"http://127.0.0.1:{port}",
             cwd=spec.cwd,
-            env=spec.env,
+            env={k: fill(v) for k, v in spec.env.items()},
             log_path=log_path,
             deadline_s=ready_timeout_s,
             poll_s=READY_POLL_S,
@@ -109,6 +121,9 @@ def launched(spec: ServerSpec, log_path: Path, ready_timeout_s: float) -> Iterat
     except liveserver.ServerStartError as err:  # the log is kept; raw.json gets the reason
         raise RuntimeError(err.summary) from None
     try:
-        yield RunningServer(spec.name, server.url, server.proc, server.ready_s, log_path)
+        grpc_target = f"127.0.0.1:{grpc_port}"
+        yield RunningServer(
+            spec.name, server.url, server.proc, server.ready_s, log_path, grpc_target
+        )
     finally:
         stop(server.proc)

@@ -42,6 +42,8 @@ class Scenario:
     # Key of the request matrix in scenario_data(): both encodings of a case share it, so they
     # send the very same numbers.
     matrix: str = ""
+    # gRPC (ModelInfer, raw_input_contents) with bench/grpc_load.py instead of HTTP with wrk/hey
+    grpc: bool = False
 
     @property
     def large(self) -> bool:
@@ -50,7 +52,7 @@ class Scenario:
 
     @property
     def encoding(self) -> str:
-        return "binary" if self.binary else "json"
+        return "grpc" if self.grpc else "binary" if self.binary else "json"
 
 
 def _large(model: str, binary: bool) -> Scenario:
@@ -62,6 +64,9 @@ def _large(model: str, binary: bool) -> Scenario:
 SCENARIOS: dict[str, Scenario] = {
     "iris-1x4": Scenario("iris", 1, 4, matrix="iris-1x4"),
     "forest-256x20": Scenario("forest", 256, 20, matrix="forest-256x20"),
+    # the same two requests over gRPC: unary ModelInfer, the matrix as raw_input_contents
+    "iris-1x4-grpc": Scenario("iris", 1, 4, matrix="iris-1x4", grpc=True),
+    "forest-256x20-grpc": Scenario("forest", 256, 20, matrix="forest-256x20", grpc=True),
     # model-bound: a 100-tree forest on 8192 rows
     "forest-8192x20-json": _large("forest", binary=False),
     "forest-8192x20-binary": _large("forest", binary=True),
@@ -251,6 +256,7 @@ def host_facts() -> dict[str, object]:
             f"bentoml {importlib.metadata.version('bentoml')}",
             f"mlserver {mlserver}",
             f"scikit-learn {importlib.metadata.version('scikit-learn')}",
+            f"grpcio {importlib.metadata.version('grpcio')} (grpc_load, grpc_ceiling)",
             tools.rstrip(", "),
         ]
     )
