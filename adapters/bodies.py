@@ -37,21 +37,20 @@ async def read_body(request: Request, limits: Limits) -> bytes:
             f"Content-Encoding {encoding[:40]!r} is not supported; use gzip, deflate or none"
         )
     chunks, size = [], 0
-    stream = request.stream().__aiter__()
-    while True:
-        try:
-            async with asyncio.timeout(limits.read_timeout_s):
-                chunk = await anext(stream)
-        except StopAsyncIteration:
-            break
-        except TimeoutError:
-            raise RequestTimeout(
-                f"no body data for {limits.read_timeout_s:g} s (OIP_READ_TIMEOUT_S)"
-            ) from None
-        size += len(chunk)
-        if size > limit:
-            raise _too_large(limit)
-        chunks.append(chunk)
+    loop = asyncio.get_running_loop()
+    try:
+        # one timer for the whole body, pushed back after every chunk: silence is what it bounds
+        async with asyncio.timeout(limits.read_timeout_s) as silence:
+            async for chunk in request.stream():
+                silence.reschedule(loop.time() + limits.read_timeout_s)
+                size += len(chunk)
+                if size > limit:
+                    raise _too_large(limit)
+                chunks.append(chunk)
+    except TimeoutError:
+        raise RequestTimeout(
+            f"no body data for {limits.read_timeout_s:g} s (OIP_READ_TIMEOUT_S)"
+        ) from None
     body = b"".join(chunks)
     return body if encoding == "identity" else _decompress(body, encoding, limit)
 

@@ -47,6 +47,7 @@ from .schemas import RepositoryIndexRequest
 logger = logging.getLogger(__name__)
 Endpoint = Callable[[Request], Awaitable[Response]]
 CATCH_ALL = "/v2/{path:path}"
+NOSNIFF = (b"x-content-type-options", b"nosniff")
 
 
 def json_response(content: Any, status_code: int = 200) -> Response:
@@ -224,7 +225,7 @@ def guarded(endpoint: Endpoint, label: str, metrics: RequestMetrics) -> Endpoint
         except Exception:
             logger.exception("unhandled error on %s %s", request.method, request.url.path)
             response = oip_error_response(request, InternalError())
-        response.headers["X-Content-Type-Options"] = "nosniff"
+        response.raw_headers.append(NOSNIFF)  # raw: MutableHeaders would scan the list
         model, version = _labels(request)
         metrics.observe(label, model, version, response.status_code, time.perf_counter() - start)
         return response
