@@ -25,9 +25,10 @@ from adapters import (
 )
 from adapters.gateway import GatewayService
 
-try:  # once, in `bentoml serve` itself before any worker: a bad value is one line, not a loop
+try:  # in `bentoml serve` itself before any worker: a bad value is one line, not a loop
     settings = Settings.from_env()
-    check_store(settings)
+    if bentoml.server_context.worker_index is None:  # the workers start from a checked store
+        check_store(settings)
 except ConfigError as exc:
     raise SystemExit(f"oip-sklearn: configuration error: {exc}") from None
 app = build_app()

@@ -8,6 +8,7 @@ are vectorised. Only BYTES, which are Python strings anyway, are checked one by 
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
@@ -105,6 +106,24 @@ def check_shape(name: str, shape: list[int]) -> None:
         raise InvalidTensor(f"input '{name}': {len(shape)} dimensions, at most {MAX_RANK}")
     if any(isinstance(d, bool) or not isinstance(d, int) or d < 0 for d in shape):
         raise InvalidTensor(f"input '{name}': shape {shape} must be non-negative integers")
+
+
+def check_elements(shapes: Iterable[tuple[str, list[int]]], limit: int) -> None:
+    """Each ``(name, shape)`` checked, and their elements counted against ``OIP_MAX_ELEMENTS``,
+    before any tensor is decoded: a shape cannot claim more than the limit.
+
+    Raises:
+        InvalidTensor: a shape that is not one.
+        PayloadTooLarge: more elements than ``limit``.
+    """
+    total = 0
+    for name, shape in shapes:
+        check_shape(name, shape)
+        total += math.prod(shape)
+    if total > limit:
+        raise PayloadTooLarge(
+            f"the inputs have {total} elements, more than the limit of {limit} (OIP_MAX_ELEMENTS)"
+        )
 
 
 def _to_numpy(datatype: Datatype, data: list[Any]) -> Array:

@@ -9,6 +9,7 @@ outputs, run the model through its executor, and label the outputs with their da
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Any
 
@@ -17,7 +18,14 @@ import anyio
 from .classification import class_count, classify
 from .codecs import DATATYPE_TO_DTYPE, Array, cast_exact, datatype_of
 from .config import Limits
-from .errors import InputMismatch, InvalidTensor, NotFound, UnknownOutput, Unsupported
+from .errors import (
+    DeadlineExceeded,
+    InputMismatch,
+    InvalidTensor,
+    NotFound,
+    UnknownOutput,
+    Unsupported,
+)
 from .messages import InferRequest, InferResponse, RequestedOutput, Tensor
 from .registry import ModelVersion
 from .repository import Repository
@@ -26,6 +34,29 @@ from .signature import TensorSpec
 from .statistics import Statistics
 
 EXTENSIONS = ["binary_tensor_data", "model_repository", "statistics", "classification"]
+
+
+class Deadline:
+    """``async with``: the request deadline of every transport (``OIP_REQUEST_TIMEOUT_S``).
+
+    Past it the work inside is cancelled (a queued predict is dropped, a chunked one stops at
+    its next chunk) and :class:`~adapters.errors.DeadlineExceeded` (504) is raised.
+    """
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.timeout = asyncio.timeout(seconds)
+
+    async def __aenter__(self) -> None:
+        await self.timeout.__aenter__()
+
+    async def __aexit__(self, kind: Any, exc: Any, traceback: Any) -> None:
+        try:
+            await self.timeout.__aexit__(kind, exc, traceback)
+        except TimeoutError:
+            raise DeadlineExceeded(
+                f"the request did not complete in {self.seconds:g} s (OIP_REQUEST_TIMEOUT_S)"
+            ) from None
 
 
 class DataPlane:
@@ -49,6 +80,10 @@ class DataPlane:
         self.statistics = Statistics()
         self.predictions_db = predictions_db
         self._engine: Any = None
+
+    def deadline(self) -> Deadline:
+        """The deadline one inference request runs under, whatever its transport."""
+        return Deadline(self.limits.request_timeout_s)
 
     def server_metadata(self) -> dict[str, Any]:
         return self.server

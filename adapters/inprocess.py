@@ -24,7 +24,6 @@ from collections.abc import Sequence
 from typing import Any
 
 import anyio
-import numpy as np
 
 from .codecs import Array
 from .metrics import inprocess_batch_size
@@ -34,9 +33,10 @@ from .runtime import (
     Estimators,
     PredictFailed,
     Result,
+    join_outputs,
     predict_batch,
     predict_one,
-    slice_rows,
+    row_chunks,
     unwrap,
 )
 
@@ -144,15 +144,14 @@ class InProcess:
     def _chunked(self, call: Call, abandoned: threading.Event) -> Result:
         tag, methods, rows = call
         parts: list[dict[str, Array]] = []
-        for begin in range(0, len(rows), self.chunk_rows):
+        for chunk in row_chunks(rows, self.chunk_rows):
             if abandoned.is_set():
                 raise Abandoned
-            chunk = slice_rows(rows, begin, begin + self.chunk_rows)
             part = predict_one(self.estimators[tag], methods, chunk)
             if isinstance(part, PredictFailed):
                 return part
             parts.append(part)
-        return {m: np.concatenate([p[m] for p in parts]) for m in methods}
+        return join_outputs(parts)
 
     def _timed(self, tag: str, elapsed: float) -> None:
         """Fold a lone small call's duration into its model's moving average."""

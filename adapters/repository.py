@@ -77,10 +77,8 @@ class Repository:
         Each tag is read once (a stored version never changes), so polling costs a listing.
         """
         good, bad = [], {}
-        for stored in stored_versions(name):
+        for stored in self._stored(name):
             tag = str(stored.tag)
-            if self.only is not None and tag not in self.only:
-                continue
             if tag not in self._read:
                 try:
                     override = self.signatures.get(name)
@@ -115,7 +113,7 @@ class Repository:
         """Load every servable name at start-up, failing on the first that cannot be served."""
         for name in self.names:
             model = self.open(name)
-            self.executors[name].preload_sync([v.tag for v in model.versions.values()])
+            self.executors[name].preload_sync(_tags(model))
             self.registry.models[name] = model
 
     async def load(self, name: str) -> ServedModel:
@@ -126,7 +124,7 @@ class Repository:
                 model = await anyio.to_thread.run_sync(self.open, name)
             except Exception as exc:  # VersionNotFound of the default too: the old model stays
                 raise BadRequest(f"model '{name}' could not be loaded: {_text(exc)}") from None
-            tags = [v.tag for v in model.versions.values()]
+            tags = _tags(model)
             executor = self.executors[name]
             await executor.preload(tags)
             previous = self.registry.models.get(name)
@@ -171,12 +169,12 @@ class Repository:
                 entries += [_entry(name, v, UNAVAILABLE, r) for v, r in reasons.items()]
             else:
                 why = "unloaded" if name in self.registry.unloaded else "not loaded"
-                stored = stored_versions(name)
-                versions = [
-                    m.tag.version for m in stored if self.only is None or str(m.tag) in self.only
-                ]
-                entries += [_entry(name, v, UNLOADED, why) for v in versions]
+                entries += [_entry(name, m.tag.version, UNLOADED, why) for m in self._stored(name)]
         return [e for e in entries if e["state"] == READY] if ready_only else entries
+
+    def _stored(self, name: str) -> list[Any]:
+        """The stored versions of ``name`` this repository considers (a Bento's only)."""
+        return [m for m in stored_versions(name) if self.only is None or str(m.tag) in self.only]
 
     def _check(self, name: str) -> None:
         if name not in self.names:

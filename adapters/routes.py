@@ -12,7 +12,6 @@ when the serving process has loaded the models; until then every route but liven
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -31,7 +30,6 @@ from .dataplane import DataPlane
 from .docs import DOCS_ROUTES
 from .errors import (
     ClientGone,
-    DeadlineExceeded,
     InternalError,
     MethodNotAllowed,
     NotReady,
@@ -93,19 +91,13 @@ async def model_infer(request: Request) -> Response:
     past it the request is abandoned (its queued predict is dropped) and answered 504."""
     dataplane = _dataplane(request)
     limits = dataplane.limits
-    try:
-        async with asyncio.timeout(limits.request_timeout_s):
-            body = await read_body(request, limits)
-            header_length = request.headers.get(HEADER)
-            infer = read_infer_request(
-                *_model(request), body, header_length=header_length, limits=limits
-            )
-            response = await dataplane.infer(infer)
-    except TimeoutError:
-        raise DeadlineExceeded(
-            f"the request did not complete in {limits.request_timeout_s:g} s "
-            "(OIP_REQUEST_TIMEOUT_S)"
-        ) from None
+    async with dataplane.deadline():
+        body = await read_body(request, limits)
+        header_length = request.headers.get(HEADER)
+        infer = read_infer_request(
+            *_model(request), body, header_length=header_length, limits=limits
+        )
+        response = await dataplane.infer(infer)
     encoding_start = time.perf_counter_ns()
     content, headers = write_infer_response(infer, response)
     dataplane.encoded(response, time.perf_counter_ns() - encoding_start)

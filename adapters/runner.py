@@ -20,13 +20,12 @@ from typing import Any
 
 import aiohttp
 import anyio
-import numpy as np
 from bentoml.exceptions import BentoMLException
 
 from .codecs import Array
 from .errors import NotReady, Overloaded
 from .registry import ModelVersion
-from .runtime import Result, slice_rows, unwrap
+from .runtime import Result, join_outputs, row_chunks, unwrap
 
 
 class RunnerClient:
@@ -68,11 +67,8 @@ class RunnerClient:
     ) -> dict[str, Array]:
         if len(rows) <= self.chunk_rows:
             return unwrap(await self._call(version, methods, rows))
-        parts = []
-        for begin in range(0, len(rows), self.chunk_rows):
-            chunk = slice_rows(rows, begin, begin + self.chunk_rows)
-            parts.append(unwrap(await self._call(version, methods, chunk)))
-        return {m: np.concatenate([p[m] for p in parts]) for m in methods}
+        chunks = row_chunks(rows, self.chunk_rows)  # one after another: others batch in between
+        return join_outputs([unwrap(await self._call(version, methods, c)) for c in chunks])
 
     async def _call(self, version: ModelVersion, methods: tuple[str, ...], rows: Array) -> Result:
         if self._known is False and not await self.ready():

@@ -13,7 +13,7 @@ array}``; the runner's wire call is a list of :data:`Call` tuples ``(tag, method
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, Protocol
 
 import numpy as np
@@ -106,9 +106,17 @@ def concat_rows(parts: Sequence[Any]) -> Any:
     return np.concatenate(parts)
 
 
-def slice_rows(rows: Any, begin: int, end: int) -> Any:
-    """Rows ``begin:end`` of an array or a DataFrame (by position)."""
-    return rows.iloc[begin:end] if hasattr(rows, "iloc") else rows[begin:end]
+def row_chunks(rows: Any, size: int) -> Iterator[Any]:
+    """Consecutive pieces of at most ``size`` rows of an array or a DataFrame (by position)."""
+    for begin in range(0, len(rows), size):
+        yield (
+            rows.iloc[begin : begin + size] if hasattr(rows, "iloc") else rows[begin : begin + size]
+        )
+
+
+def join_outputs(parts: Sequence[dict[str, Array]]) -> dict[str, Array]:
+    """The outputs of consecutive chunks as the outputs of the whole."""
+    return {method: np.concatenate([part[method] for part in parts]) for method in parts[0]}
 
 
 def unwrap(result: Result) -> dict[str, Array]:

@@ -35,6 +35,18 @@ CORS_HEADERS = [
 ]
 
 
+def bearer_allowed(authorization: bytes | None, tokens: Sequence[bytes]) -> bool:
+    """Whether an ``Authorization`` value is ``Bearer <one of tokens>`` (HTTP and gRPC alike)."""
+    if authorization is None:
+        return False
+    scheme, _, token = authorization.partition(b" ")
+    if scheme.lower() != b"bearer":
+        return False
+    # every token is compared, so the time taken does not tell which one was close
+    matches = [hmac.compare_digest(token.strip(), t) for t in tokens]
+    return any(matches)
+
+
 class BearerAuth:
     """Refuse HTTP requests without one of ``tokens`` as their bearer token."""
 
@@ -45,15 +57,8 @@ class BearerAuth:
     def allowed(self, scope: Scope) -> bool:
         if scope["path"] in OPEN_PATHS:
             return True
-        for name, value in scope["headers"]:
-            if name == b"authorization":
-                scheme, _, token = value.partition(b" ")
-                if scheme.lower() != b"bearer":
-                    return False
-                # every token is compared, so the time taken does not tell which one was close
-                matches = [hmac.compare_digest(token.strip(), t) for t in self.tokens]
-                return any(matches)
-        return False
+        authorization = next((v for k, v in scope["headers"] if k == b"authorization"), None)
+        return bearer_allowed(authorization, self.tokens)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or self.allowed(scope):

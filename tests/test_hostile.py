@@ -20,6 +20,7 @@ import pytest
 import liveserver
 
 from .conftest import LiveServer, Store, start_server, stop_server
+from .traffic import IRIS_ROW, Traffic
 
 pytestmark = pytest.mark.e2e
 CASES = json.loads((Path(__file__).parent / "data" / "hostile.json").read_text())
@@ -170,7 +171,7 @@ def guarded_server(store: Store, tmp_path_factory: pytest.TempPathFactory) -> It
     stop_server(server)
 
 
-ROW = {"inputs": [{"name": "input-0", "shape": [1, 4], "datatype": "FP64", "data": [1, 2, 3, 4]}]}
+ROW = IRIS_ROW
 
 
 def test_bearer_tokens_guard_every_route_but_the_probes(guarded_server: LiveServer) -> None:
@@ -251,35 +252,8 @@ def wait_ready(url: str, expected: int, deadline_s: float) -> float:
     raise AssertionError(f"/v2/health/ready never answered {expected} in {deadline_s} s")
 
 
-class Load:
-    """Concurrent clients on the runner-placed model; every status they get, counted."""
-
-    def __init__(self, url: str) -> None:
-        self.url, self.stop = url, threading.Event()
-        self.statuses: list[int] = []
-        self.slowest = 0.0
-        self.threads = [threading.Thread(target=self.run) for _ in range(3)]
-
-    def run(self) -> None:
-        with httpx.Client(base_url=self.url, timeout=30) as c:
-            while not self.stop.is_set():
-                start = time.monotonic()
-                self.statuses.append(c.post("/v2/models/iris/infer", json=ROW).status_code)
-                self.slowest = max(self.slowest, time.monotonic() - start)
-
-    def __enter__(self) -> Load:
-        for t in self.threads:
-            t.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop.set()
-        for t in self.threads:
-            t.join(timeout=60)
-
-
 def test_a_killed_runner_is_unready_then_recovers_without_a_500(runner_server: LiveServer) -> None:
-    with Load(runner_server.url) as load:
+    with Traffic(runner_server.url, "/v2/models/iris/infer", clients=3) as load:
         time.sleep(1)
         runner_process(runner_server).kill()
         assert wait_ready(runner_server.url, 503, 10) < 5
@@ -293,7 +267,7 @@ def test_a_killed_runner_is_unready_then_recovers_without_a_500(runner_server: L
 
 def test_a_hung_runner_is_unready_and_calls_end_at_the_deadline(runner_server: LiveServer) -> None:
     runner = runner_process(runner_server)
-    with Load(runner_server.url) as load:
+    with Traffic(runner_server.url, "/v2/models/iris/infer", clients=3) as load:
         time.sleep(1)
         runner.suspend()  # SIGSTOP
         try:

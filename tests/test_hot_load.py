@@ -5,9 +5,7 @@ classification calls read the same extensions."""
 
 from __future__ import annotations
 
-import threading
 import time
-from collections import Counter
 from collections.abc import Iterator
 
 import bentoml
@@ -19,9 +17,9 @@ import tritonclient.http as triton
 import train
 
 from .conftest import LiveServer, Store, start_server, stop_server
+from .traffic import Traffic
 
 pytestmark = pytest.mark.e2e
-ROW = {"inputs": [{"name": "input-0", "shape": [1, 4], "datatype": "FP64", "data": [1, 2, 3, 4]}]}
 
 
 @pytest.fixture(scope="module", params=["inprocess", "runner"])
@@ -33,35 +31,6 @@ def polled(
     server = start_server(store.home, env, log)
     yield server
     stop_server(server)
-
-
-class Traffic:
-    """Clients sending inference requests to ``latest`` until stopped; every answer recorded."""
-
-    def __init__(self, url: str, clients: int = 4) -> None:
-        self.url, self.stop = url, threading.Event()
-        self.versions: Counter[str] = Counter()
-        self.failures: list[str] = []
-        self.threads = [threading.Thread(target=self.run) for _ in range(clients)]
-
-    def run(self) -> None:
-        with httpx.Client(base_url=self.url, timeout=30) as c:
-            while not self.stop.is_set():
-                r = c.post("/v2/models/iris/versions/latest/infer", json=ROW)
-                if r.status_code == 200:
-                    self.versions[r.json()["model_version"]] += 1
-                else:
-                    self.failures.append(f"{r.status_code} {r.text}")
-
-    def __enter__(self) -> Traffic:
-        for t in self.threads:
-            t.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop.set()
-        for t in self.threads:
-            t.join(timeout=30)
 
 
 def wait_for_latest(url: str, version: str, deadline_s: float = 15) -> float:
@@ -80,7 +49,7 @@ def wait_for_latest(url: str, version: str, deadline_s: float = 15) -> float:
 def test_new_versions_load_under_traffic_without_a_failed_request(polled: LiveServer) -> None:
     new: list[str] = []
     try:
-        with Traffic(polled.url) as traffic:
+        with Traffic(polled.url, "/v2/models/iris/versions/latest/infer") as traffic:
             time.sleep(1)
             polled_version = train.train("iris", {"C": 0.2}, seed=3, test_size=0.2)
             new.append(str(polled_version.tag))

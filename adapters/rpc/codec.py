@@ -16,9 +16,9 @@ from typing import Any
 import numpy as np
 
 from ..binary import decode_raw, encode_raw
-from ..codecs import DATATYPE_TO_DTYPE, cast_exact, check_shape
+from ..codecs import DATATYPE_TO_DTYPE, cast_exact, check_elements
 from ..config import Limits
-from ..errors import InvalidTensor, PayloadTooLarge
+from ..errors import InvalidTensor
 from ..messages import InferRequest, InferResponse, RequestedOutput, Tensor
 from ..schemas import Datatype
 from . import grpc_service_pb2 as pb
@@ -68,15 +68,7 @@ def read_request(request: pb.ModelInferRequest, limits: Limits) -> InferRequest:
         raise InvalidTensor(
             f"{len(raw)} raw_input_contents for {len(request.inputs)} inputs: give one per input"
         )
-    total = 0
-    for tensor in request.inputs:
-        check_shape(tensor.name, list(tensor.shape))
-        total += math.prod(tensor.shape)
-    if total > limits.max_elements:
-        raise PayloadTooLarge(
-            f"the inputs have {total} elements, more than the limit of {limits.max_elements} "
-            "(OIP_MAX_ELEMENTS)"
-        )
+    check_elements(((t.name, list(t.shape)) for t in request.inputs), limits.max_elements)
     inputs = []
     for index, tensor in enumerate(request.inputs):
         kind = datatype(tensor.name, tensor.datatype)

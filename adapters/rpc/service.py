@@ -10,7 +10,6 @@ logging, streaming) answer UNIMPLEMENTED.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any
@@ -18,8 +17,8 @@ from typing import Any
 import grpc
 
 from ..dataplane import DataPlane
-from ..errors import DeadlineExceeded, OIPError
-from ..security import BearerAuth
+from ..errors import OIPError
+from ..security import bearer_allowed
 from . import grpc_service_pb2 as pb
 from . import grpc_service_pb2_grpc as pb_grpc
 from . import health_pb2, health_pb2_grpc
@@ -106,16 +105,9 @@ class InferenceService(pb_grpc.GRPCInferenceServiceServicer):
 
     @answered
     async def ModelInfer(self, request: Any, context: Any) -> Any:
-        limits = self.dataplane.limits
-        try:
-            async with asyncio.timeout(limits.request_timeout_s):
-                infer = read_request(request, limits)
-                response = await self.dataplane.infer(infer)
-        except TimeoutError:
-            raise DeadlineExceeded(
-                f"the request did not complete in {limits.request_timeout_s:g} s "
-                "(OIP_REQUEST_TIMEOUT_S)"
-            ) from None
+        async with self.dataplane.deadline():
+            infer = read_request(request, self.dataplane.limits)
+            response = await self.dataplane.infer(infer)
         return write_response(response)
 
     @answered
@@ -181,13 +173,15 @@ class BearerTokens(grpc.aio.ServerInterceptor):  # type: ignore[misc]
     OPEN = "/grpc.health.v1.Health/Check"
 
     def __init__(self, tokens: Sequence[str]) -> None:
-        self.bearer = BearerAuth(None, tokens)  # type: ignore[arg-type]  # its check only
+        self.tokens = [t.encode() for t in tokens]
 
     async def intercept_service(self, continuation: Any, details: Any) -> Any:
-        if details.method == self.OPEN:
-            return await continuation(details)
-        headers = [(k.encode(), v.encode()) for k, v in details.invocation_metadata or ()]
-        if self.bearer.allowed({"path": details.method, "headers": headers}):
+        metadata = dict(details.invocation_metadata or ())
+        authorization = metadata.get("authorization")
+        if details.method == self.OPEN or bearer_allowed(
+            authorization.encode() if isinstance(authorization, str) else authorization,
+            self.tokens,
+        ):
             return await continuation(details)
 
         async def refuse(request: Any, context: grpc.aio.ServicerContext) -> Any:
