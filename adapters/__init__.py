@@ -47,7 +47,7 @@ from .runner import RunnerClient
 from .runtime import load_estimators, predict_batch
 from .schemas import Datatype, InferenceRequest
 from .signature import Signature, TensorSpec, infer_signature
-from .wiring import build_dataplane, check_store, runner_estimators, stored_tags
+from .wiring import build_dataplane, check_store, runner_estimators
 
 __all__ = [
     "ConfigError",
@@ -80,5 +80,4 @@ __all__ = [
     "load_estimators",
     "predict_batch",
     "runner_estimators",
-    "stored_tags",
 ]

@@ -52,7 +52,6 @@ from typing import Any
 import bentoml
 from starlette.types import ASGIApp
 
-from . import connections
 from .config import Limits
 from .lane import V2FastLane
 from .security import secure
@@ -86,6 +85,8 @@ class GatewayService(bentoml.Service[Any]):  # type: ignore[misc]  # bentoml shi
         if not is_main:
             return app
         if self.limits is not None:  # before BentoML builds the uvicorn server of this worker
+            from . import connections  # uvicorn's protocol: the worker's import, not the CLI's
+
             connections.install(
                 header_timeout_s=self.limits.read_timeout_s,
                 max_connections=self.limits.max_connections,

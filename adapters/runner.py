@@ -18,7 +18,6 @@ from collections.abc import Sequence
 from http import HTTPStatus
 from typing import Any
 
-import aiohttp
 import anyio
 from bentoml.exceptions import BentoMLException
 
@@ -45,7 +44,10 @@ class RunnerClient:
         ready_timeout_s: float = 2.0,
         chunk_rows: int = 8192,
     ):
+        import aiohttp  # here, not at module level: only a gateway with a runner pays for it
+
         self.runner = runner
+        self._disconnected: type[Exception] = aiohttp.ClientConnectionError
         self.ready_ttl_s = ready_ttl_s
         self.ready_timeout_s = ready_timeout_s
         self.chunk_rows = chunk_rows
@@ -82,12 +84,12 @@ class RunnerClient:
         try:
             try:
                 (result,) = await self.runner.to_async.run(call)
-            except aiohttp.ClientConnectionError:
+            except self._disconnected:
                 # NOTE: the runner's server closes idle keep-alive connections; a call racing
                 # that close fails before it is read, so it is sent once more (predict has no
                 # side effects).
                 (result,) = await self.runner.to_async.run(call)
-        except aiohttp.ClientConnectionError:
+        except self._disconnected:
             self._known = False
             raise NotReady(
                 f"the runner of model '{version.name}' cannot be reached, retry later",

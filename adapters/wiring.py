@@ -20,11 +20,6 @@ from .runner import RunnerClient
 from .runtime import Estimators, Executor, load_estimators
 
 
-def stored_tags(settings: Settings) -> list[str]:
-    """Every stored version of every served model: what the Bento must carry."""
-    return [str(m.tag) for name in settings.models for m in stored_versions(name)]
-
-
 def bento_tags(bento: Any) -> set[str] | None:
     """The model tags a Bento was built with, or ``None`` when serving from the source tree."""
     if bento is None:
@@ -82,15 +77,21 @@ def build_dataplane(settings: Settings, runner: Any = None, *, bento: Any = None
     )
 
 
-def check_store(settings: Settings) -> None:
+def check_store(settings: Settings) -> list[str]:
     """What can be checked against the store before any worker starts: each served model has a
     version, each default version exists, and some version of each model can be served.
+
+    Returns:
+        the tag of every stored version of every served model: what a Bento must carry (one
+        read of the store serves both questions).
 
     Raises:
         ConfigError: naming the variable and the value.
     """
+    tags = []
     for name in settings.models:
         stored = stored_versions(name)
+        tags += [str(m.tag) for m in stored]
         if not stored:
             raise ConfigError(
                 f"OIP_MODELS: {name!r} has no version in the BentoML store; train it "
@@ -105,6 +106,7 @@ def check_store(settings: Settings) -> None:
                 f"one of its versions ({listed})"
             )
         _check_servable(name, stored, settings)
+    return tags
 
 
 def _check_servable(name: str, stored: list[Any], settings: Settings) -> None:

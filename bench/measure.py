@@ -194,8 +194,9 @@ def measure_server(
     """Launch `spec`, measure every scenario x concurrency, stop it; never raises."""
     launch: dict[str, Any] = {"round": rnd, "server": spec.name}
     cells: list[dict[str, Any]] = []
+    scenarios = [] if spec.startup_only else plan.scenarios
     # Binary scenarios on a server without the extension: recorded as n/a, not run.
-    unsupported = [s for s in plan.scenarios if SCENARIOS[s].binary and not spec.binary]
+    unsupported = [s for s in scenarios if SCENARIOS[s].binary and not spec.binary]
     cells += [
         {"round": rnd, "server": spec.name, "scenario": s, "connections": c}
         | {"unsupported": UNSUPPORTED}
@@ -211,7 +212,7 @@ def measure_server(
             time.sleep(plan.settle_s)
             launch["idle"] = servers.tree_memory_mib(srv.proc.pid)
             # HTTP first: the gRPC preflight compares its predictions with HTTP's
-            ordered = sorted(plan.scenarios, key=lambda s: SCENARIOS[s].grpc)
+            ordered = sorted(scenarios, key=lambda s: SCENARIOS[s].grpc)
             for scenario in ordered:
                 if scenario in unsupported:
                     continue
@@ -230,7 +231,7 @@ def measure_server(
         cells += [
             {"round": rnd, "server": spec.name, "scenario": s, "connections": c}
             | {"error": launch["error"]}
-            for s in plan.scenarios
+            for s in scenarios
             for c in plan.concurrency[s]
             if (s, c) not in done
         ]

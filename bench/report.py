@@ -183,7 +183,9 @@ CELL_COLUMNS = (
 MEMORY_NOTE = (
     "Launch → ready: from process start to the first 200 on /v2/health/ready (polled "
     "every 50 ms). Idle: whole process tree after ready plus a settle pause, before any "
-    "request. RSS sums double-count shared pages; PSS does not."
+    "request. RSS sums double-count shared pages; PSS does not. `bentoml-floor` "
+    "(bench/floor/service.py) is the least BentoML service loading the same models: "
+    "`bentoml serve` and scikit-learn's own start-up, nothing of this project."
 )
 MEMORY_COLUMNS = (
     "server", "launch → ready (s)", "idle RSS (MiB)", "idle PSS (MiB)", "processes",

@@ -23,11 +23,12 @@ import servers
 import setup_env
 from setup_env import BENCH_DIR, SCENARIOS, log
 
-ALL_SERVERS = ("ours-inprocess", "ours-runner", "mlserver", "ceiling")
+ALL_SERVERS = ("ours-inprocess", "ours-runner", "mlserver", "ceiling", "bentoml-floor")
 # --quick leaves out the model-bound forest-8192x20 pair (~15 s per cell at c=1) to stay near
 # 4-5 min; the transport-bound linear pair stays in.
 QUICK_SCENARIOS = tuple(s for s in SCENARIOS if not s.startswith("forest-8192"))
 BENTOML_ARGS = "serve service:Gateway --host 127.0.0.1 --port {port}"
+FLOOR_ARGS = "serve service:Floor --host 127.0.0.1 --port {port}"  # bench/floor/service.py
 
 
 def parse_args() -> argparse.Namespace:
@@ -37,6 +38,11 @@ def parse_args() -> argparse.Namespace:
         action="store_true",
         help="smoke run: 1 round, 3 s runs, 1 s warm-up, 2 s hey, c=1,16 (large: 1), "
         "no forest-8192x20 cases",
+    )
+    p.add_argument(
+        "--startup",
+        action="store_true",
+        help="launch → ready and idle memory only (no load), every server, --rounds times",
     )
     p.add_argument("--rounds", type=int, default=2)
     p.add_argument("--duration", type=float, default=10.0, help="measured wrk run, s")
@@ -74,6 +80,8 @@ def parse_args() -> argparse.Namespace:
         args.concurrency = "1,16" if args.quick else "1,16,64"
     if args.large_concurrency is None:
         args.large_concurrency = "1" if args.quick else "1,8"
+    if args.startup:
+        args.scenarios = ""
     if args.scenarios is None:
         args.scenarios = ",".join(QUICK_SCENARIOS if args.quick else SCENARIOS)
     args.concurrency = [int(c) for c in args.concurrency.split(",")]
@@ -134,6 +142,13 @@ def server_specs(
         argv=[sys.executable, str(BENCH_DIR / "ceiling.py"), *ceiling_args.split()],
         cwd=BENCH_DIR,
         grpc_predicts=False,  # the gRPC ceiling answers zeros
+    )
+    specs["bentoml-floor"] = servers.ServerSpec(  # bentoml serve + scikit-learn, nothing of ours
+        name="bentoml-floor",
+        argv=[str(project / ".venv/bin/bentoml"), *FLOOR_ARGS.split()],
+        cwd=BENCH_DIR / "floor",
+        env={k: v for k, v in bentoml_env.items() if not k.startswith("OIP_GRPC")},
+        startup_only=True,
     )
     return specs
 

@@ -49,6 +49,8 @@ class ServerSpec:
     # Its gRPC ModelInfer predicts (the gRPC ceiling answers zeros): its gRPC predictions must
     # equal its HTTP ones on the same data.
     grpc_predicts: bool = True
+    # Measured for start-up and idle memory only (bench/floor: no V2 routes to load).
+    startup_only: bool = False
 
 
 @dataclass

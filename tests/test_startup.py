@@ -1,9 +1,11 @@
 """Start-up as a user meets it: a bad configuration stops ``bentoml serve`` in seconds with one
 line naming the variable and the value (never a worker restart loop, never a bound port that does
-not answer); a version that cannot be served beside good ones does not stop the model."""
+not answer); a version that cannot be served beside good ones does not stop the model. And the
+start-up speed-ups of ``adapters/startup.py``, in process: same store reads, GC back on after."""
 
 from __future__ import annotations
 
+import gc
 import os
 import subprocess
 import sys
@@ -14,16 +16,18 @@ import bentoml
 import httpx
 import numpy as np
 import pytest
+import yaml
 from sklearn.datasets import load_iris
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import FunctionTransformer
 
+from adapters.startup import collections_paused, read_yaml_with_libyaml
+
 from .conftest import ROOT, Store, free_port, start_server, stop_server
 
-pytestmark = pytest.mark.e2e
 
-
+@pytest.mark.e2e
 @pytest.mark.parametrize(
     ("env", "message"),
     [
@@ -62,6 +66,7 @@ def test_a_bad_configuration_stops_the_server_with_one_line(
 
 
 @pytest.mark.filterwarnings("ignore:divide by zero")
+@pytest.mark.e2e
 def test_a_poisoned_version_beside_good_ones(store: Store, tmp_path: Path) -> None:
     X, y = load_iris(return_X_y=True)
     good = bentoml.sklearn.save_model("mixed", LogisticRegression(max_iter=500).fit(X, y))
@@ -86,3 +91,35 @@ def test_a_poisoned_version_beside_good_ones(store: Store, tmp_path: Path) -> No
         stop_server(server)
         bentoml.models.delete(str(good.tag))
         bentoml.models.delete(str(poisoned.tag))
+
+
+@pytest.mark.skipif(not getattr(yaml, "__with_libyaml__", False), reason="PyYAML without libyaml")
+def test_store_reads_through_libyaml_read_the_same(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(yaml, "safe_load", yaml.safe_load)  # undone after the test
+    tags = [tag for tags in store.tags.values() for tag in tags]
+    before = {tag: bentoml.models.get(tag).info.to_dict() for tag in tags}
+    files = [Path(bentoml.models.get(tag).path) / "model.yaml" for tag in tags]
+    pure = [yaml.load(f.read_text(), Loader=yaml.SafeLoader) for f in files]
+    read_yaml_with_libyaml()
+    read_yaml_with_libyaml()  # twice is once
+    assert yaml.safe_load.keywords == {"Loader": yaml.CSafeLoader}  # type: ignore[attr-defined]
+    assert [yaml.safe_load(f.read_text()) for f in files] == pure
+    assert {tag: bentoml.models.get(tag).info.to_dict() for tag in tags} == before
+
+
+@pytest.mark.parametrize("enabled", [True, False])
+def test_collections_paused_restores_gc_and_freezes_what_it_loaded(enabled: bool) -> None:
+    was = gc.isenabled()
+    (gc.enable if enabled else gc.disable)()
+    try:
+        frozen = gc.get_freeze_count()
+        with collections_paused():
+            assert not gc.isenabled()
+            loaded = [[i] for i in range(1000)]
+        assert gc.isenabled() is enabled
+        assert gc.get_freeze_count() >= frozen + len(loaded)
+    finally:
+        gc.unfreeze()
+        (gc.enable if was else gc.disable)()
