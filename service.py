@@ -23,6 +23,7 @@ from adapters import (
 )
 from adapters.gateway import GatewayService
 from adapters.startup import collections_paused, read_yaml_with_libyaml
+from adapters.wiring import with_runner_apis
 
 read_yaml_with_libyaml()  # BentoML's store reads, ~8x faster (adapters/startup.py)
 # `bentoml serve` (or `bentoml build`) itself, before any worker; the workers start from a
@@ -66,6 +67,7 @@ RUNNER_CONNECTION = {"max_requests": 2**62, "max_age": 10.0**9}
     **SERVICE_CONFIG,
     **untraced("/run,/ready"),
 )
+@with_runner_apis(settings)  # run_<model>: models with batching of their own (OIP_CONFIG)
 class ModelRunner:
     """Runs predict for the models placed on the runner; concurrent calls merge into batches."""
 

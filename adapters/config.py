@@ -39,13 +39,15 @@ OIP_PREDICTIONS_DB     score.py's database (SQLAlchemy URL): unset
                        GET .../predictions/{key} reads it
 OIP_CONFIG             a TOML or YAML file: the same settings unset
                        and per-model sections (placement,
-                       default version, signature override)
+                       default version, batching, signature
+                       override)
 =====================  =====================================  =================================
 """
 
 from __future__ import annotations
 
 import enum
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -115,6 +117,15 @@ class Limits:
     max_connections: int = 1000  # OIP_MAX_CONNECTIONS: open connections per worker
 
 
+@dataclass(frozen=True)
+class Batching:
+    """How a model's concurrent calls merge: at most ``max_batch_size`` calls in one predict; a
+    call that waited ``max_latency_ms`` for its turn is refused (503, retry later)."""
+
+    max_batch_size: int = 64  # OIP_MAX_BATCH_SIZE, or [model.<name>] max_batch_size
+    max_latency_ms: int = 10000  # OIP_MAX_LATENCY_MS, or [model.<name>] max_latency_ms
+
+
 PLAIN = (
     "workers",
     "runner_workers",
@@ -156,6 +167,7 @@ class Settings:
     cors_origins: tuple[str, ...] = ()
 
     signatures: dict[str, Signature] = field(default_factory=dict)  # per model, from the file
+    batchings: dict[str, Batching] = field(default_factory=dict)  # per model, from the file
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -183,6 +195,13 @@ class Settings:
             auth_tokens=_tokens(raw.auth_token, raw.auth_tokens_file),
             cors_origins=tuple(o.strip() for o in raw.cors_origins.split(",") if o.strip()),
             signatures={n: _signature(n, s.signature) for n, s in sections.items() if s.signature},
+            batchings={
+                n: Batching(
+                    s.max_batch_size or raw.max_batch_size, s.max_latency_ms or raw.max_latency_ms
+                )
+                for n, s in sections.items()
+                if s.max_batch_size or s.max_latency_ms
+            },
         )
         settings.check()
         return settings
@@ -205,7 +224,7 @@ class Settings:
                 )
         for name in self.models:
             self.placement(name)
-        stray = [n for n in self.signatures if n not in self.models]
+        stray = [n for n in [*self.signatures, *self.batchings] if n not in self.models]
         if stray:
             raise ConfigError(f"OIP_CONFIG [model.{stray[0]}]: not a served model")
 
@@ -224,3 +243,17 @@ class Settings:
 
     def models_in(self, placement: Placement) -> tuple[str, ...]:
         return tuple(m for m in self.models if self.placement(m) is placement)
+
+    def batching(self, name: str) -> Batching:
+        """The model's own batching (its ``[model.<name>]`` section), else the server's."""
+        return self.batchings.get(name) or Batching(self.max_batch_size, self.max_latency_ms)
+
+    def runner_apis(self) -> dict[str, str]:
+        """The runner API of each runner-placed model with batching of its own; the others share
+        ``run``. BentoML batches per API, so a model batched its own way needs its own."""
+        apis: dict[str, str] = {}
+        for name in self.models_in(Placement.RUNNER):
+            if name in self.batchings:
+                api = "run_" + re.sub(r"[^0-9a-z_]", "_", name.lower())
+                apis[name] = api if api not in apis.values() else f"{api}_{len(apis)}"
+        return apis

@@ -16,6 +16,8 @@ The file says what variables say badly::
     [model.churn]
     placement = "runner"
     default_version = "best"
+    max_batch_size = 16                # its own batching; the other models keep the server's
+    max_latency_ms = 200
     signature = { frame = true, inputs = [{ name = "age", datatype = "FP64", shape = [-1] }],
                   outputs = [{ name = "predict", datatype = "INT64", shape = [-1] }] }
 """
@@ -45,6 +47,8 @@ class ModelSection(BaseModel):
 
     placement: str | None = None
     default_version: str | None = None
+    max_batch_size: int | None = Field(None, gt=0)
+    max_latency_ms: int | None = Field(None, gt=0)
     signature: dict[str, Any] | None = None
 
 

@@ -13,6 +13,10 @@ each. Each model has its own queue and drainer: a long predict of one model dela
 model's calls only by its share of the CPU (and the GIL), never by its whole duration. A lone
 call of more than ``chunk_rows`` rows runs chunk by chunk, and stops between chunks once its
 request is abandoned (deadline, client gone).
+
+Batching is per model (:class:`~adapters.config.Batching`): at most ``max_batch_size`` calls in
+one predict, and a call that waited ``max_latency_ms`` for its turn is refused with a 503 (retry
+later) instead of running late, as the runner's batching does.
 """
 
 from __future__ import annotations
@@ -20,12 +24,14 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import anyio
 
 from .codecs import Array
+from .config import Batching
+from .errors import Overloaded
 from .metrics import inprocess_batch_size
 from .registry import ModelVersion
 from .runtime import (
@@ -40,7 +46,7 @@ from .runtime import (
     unwrap,
 )
 
-Queued = tuple[Call, "asyncio.Future[Result]", threading.Event]
+Queued = tuple[Call, "asyncio.Future[Result]", threading.Event, float]  # + when queued
 
 
 class Abandoned(Exception):
@@ -54,13 +60,13 @@ class InProcess:
         self,
         estimators: dict[str, Any] | None = None,
         *,
-        max_batch_size: int = 64,
+        batching: Callable[[str], Batching] = lambda name: Batching(),
         inline_max_rows: int = 16,
         inline_budget_s: float = 0.0005,
         chunk_rows: int = 1024,
     ) -> None:
         self.estimators = Estimators(estimators or {})
-        self.max_batch_size = max_batch_size
+        self.batching = batching  # by model name
         self.inline_max_rows = inline_max_rows
         self.inline_budget_s = inline_budget_s
         self.chunk_rows = chunk_rows
@@ -99,7 +105,7 @@ class InProcess:
         abandoned = threading.Event()
         future.add_done_callback(lambda f: abandoned.set() if f.cancelled() else None)
         self.queues.setdefault(version.name, []).append(
-            ((version.tag, methods, rows), future, abandoned)
+            ((version.tag, methods, rows), future, abandoned, time.monotonic())
         )
         if version.name not in self.drainers:
             self.drainers[version.name] = loop.create_task(self._drain(version.name))
@@ -107,30 +113,46 @@ class InProcess:
 
     async def _drain(self, name: str) -> None:
         queue = self.queues[name]
+        batching = self.batching(name)
         try:
             while queue:
-                batch = queue[: self.max_batch_size]
-                del queue[: self.max_batch_size]
+                batch = queue[: batching.max_batch_size]
+                del queue[: batching.max_batch_size]
                 # calls whose request was abandoned (deadline, client gone) are not run
                 batch = [item for item in batch if not item[1].done()]
+                batch = self._within_budget(name, batch, batching.max_latency_ms / 1000)
                 if not batch:
                     continue
                 try:
                     results = await anyio.to_thread.run_sync(self._run, batch)
                 except Exception as exc:  # a bug of ours, or abandoned: fail these calls
-                    for _, future, _ in batch:
+                    for _, future, _, _ in batch:
                         if not future.done():
                             future.set_exception(exc)
                     continue
-                for (_, future, _), result in zip(batch, results, strict=True):
+                for (_, future, _, _), result in zip(batch, results, strict=True):
                     if not future.done():  # the client may have gone away
                         future.set_result(result)
         finally:
             del self.drainers[name]
 
+    @staticmethod
+    def _within_budget(name: str, batch: list[Queued], budget_s: float) -> list[Queued]:
+        """The calls that have not waited past the latency budget; the others fail with 503."""
+        now = time.monotonic()
+        late = [item for item in batch if now - item[3] > budget_s]
+        for _, future, _, _ in late:
+            future.set_exception(
+                Overloaded(
+                    f"model '{name}' is overloaded: a call waited over its batching latency "
+                    f"budget ({budget_s * 1000:g} ms, OIP_MAX_LATENCY_MS), retry later"
+                )
+            )
+        return [item for item in batch if not item[1].done()] if late else batch
+
     def _run(self, batch: list[Queued]) -> list[Result]:
         """In a worker thread: one merged predict, or a lone big call chunk by chunk."""
-        calls = [call for call, _, _ in batch]
+        calls = [call for call, _, _, _ in batch]
         start = time.perf_counter()
         if len(calls) == 1 and len(calls[0][2]) > self.chunk_rows:
             results = [self._chunked(calls[0], batch[0][2])]

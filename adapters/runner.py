@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from http import HTTPStatus
 from typing import Any
 
@@ -40,6 +40,7 @@ class RunnerClient:
         self,
         runner: Any,
         *,
+        apis: Mapping[str, str] | None = None,
         ready_ttl_s: float = 1.0,
         ready_timeout_s: float = 2.0,
         chunk_rows: int = 8192,
@@ -47,6 +48,7 @@ class RunnerClient:
         import aiohttp  # here, not at module level: only a gateway with a runner pays for it
 
         self.runner = runner
+        self.apis = dict(apis or {})  # model name -> its own batchable API; others: "run"
         self._disconnected: type[Exception] = aiohttp.ClientConnectionError
         self.ready_ttl_s = ready_ttl_s
         self.ready_timeout_s = ready_timeout_s
@@ -81,14 +83,15 @@ class RunnerClient:
                 headers={"Retry-After": "1"},
             )
         call = [(version.tag, methods, rows)]
+        run = getattr(self.runner.to_async, self.apis.get(version.name, "run"))
         try:
             try:
-                (result,) = await self.runner.to_async.run(call)
+                (result,) = await run(call)
             except self._disconnected:
                 # NOTE: the runner's server closes idle keep-alive connections; a call racing
                 # that close fails before it is read, so it is sent once more (predict has no
                 # side effects).
-                (result,) = await self.runner.to_async.run(call)
+                (result,) = await run(call)
         except self._disconnected:
             self._known = False
             raise NotReady(

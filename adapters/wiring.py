@@ -7,7 +7,8 @@ Bento carry, which estimators does this process load, how is the data plane wire
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from . import __version__
 from .config import Placement, Settings
@@ -17,7 +18,9 @@ from .inprocess import InProcess
 from .registry import ModelVersion
 from .repository import Repository, stored_versions
 from .runner import RunnerClient
-from .runtime import Estimators, Executor, load_estimators
+from .runtime import Estimators, Executor, load_estimators, predict_batch
+
+Cls = TypeVar("Cls", bound=type)
 
 
 def bento_tags(bento: Any) -> set[str] | None:
@@ -37,6 +40,36 @@ def runner_estimators(settings: Settings, *, bento: Any = None) -> Estimators:
     return load_estimators(v.tag for name in names for v in repository.scan(name))
 
 
+def with_runner_apis(settings: Settings) -> Callable[[Cls], Cls]:
+    """A class decorator for the runner service: one batchable API per runner-placed model with
+    batching of its own (``[model.<name>]`` in ``OIP_CONFIG``), named by
+    :meth:`Settings.runner_apis`. BentoML batches per API; the other models share ``run``.
+
+    It runs before ``@bentoml.service`` sees the class, which then serves the APIs like any
+    declared one; each predicts with the class's ``estimators``.
+    """
+    import bentoml
+
+    def add(cls: Cls) -> Cls:
+        for name, api in settings.runner_apis().items():
+            batching = settings.batching(name)
+
+            def run(self: Any, calls: list[Any]) -> list[Any]:
+                return predict_batch(self.estimators, calls)
+
+            run.__name__ = run.__qualname__ = api
+            decorate = bentoml.api(
+                batchable=True,
+                batch_dim=0,
+                max_batch_size=batching.max_batch_size,
+                max_latency_ms=batching.max_latency_ms,
+            )
+            setattr(cls, api, decorate(run))
+        return cls
+
+    return add
+
+
 def build_dataplane(settings: Settings, runner: Any = None, *, bento: Any = None) -> DataPlane:
     """The gateway's data plane: in-process models loaded here, the others sent to ``runner``.
 
@@ -50,8 +83,8 @@ def build_dataplane(settings: Settings, runner: Any = None, *, bento: Any = None
     Raises:
         ValueError: a served model has no servable version, or no runner runs for it.
     """
-    inprocess = InProcess(max_batch_size=settings.max_batch_size)
-    remote = RunnerClient(runner) if runner is not None else None
+    inprocess = InProcess(batching=settings.batching)
+    remote = RunnerClient(runner, apis=settings.runner_apis()) if runner is not None else None
     executors: dict[str, Executor] = {}
     for name in settings.models:
         if settings.placement(name) is Placement.INPROCESS:

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
 import yaml
 
-from adapters.config import DEFAULT_MODELS, Placement, Settings, parse_per_model
+from adapters.config import DEFAULT_MODELS, Batching, Placement, Settings, parse_per_model
 from adapters.environment import ConfigError
 from adapters.signature import Signature
 
@@ -134,3 +135,37 @@ def test_a_config_file_with_an_unknown_key_is_refused(tmp_path: Path) -> None:
 )
 def test_parse_per_model(value: str, expected: dict[str, str]) -> None:
     assert parse_per_model(value, "d") == expected
+
+
+def test_per_model_batching_from_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "oip.toml"
+    path.write_text(
+        'models = ["iris", "text", "a-b", "a_b"]\nplacement = "runner"\nmax_latency_ms = 500\n'
+        "[model.iris]\nmax_batch_size = 4\n"
+        '[model.text]\nplacement = "inprocess"\nmax_latency_ms = 20\n'
+        "[model.a-b]\nmax_batch_size = 2\n[model.a_b]\nmax_batch_size = 3\n"
+    )
+    settings = Settings.from_env({"OIP_CONFIG": str(path), "OIP_MAX_BATCH_SIZE": "16"})
+    assert settings.batching("iris") == Batching(max_batch_size=4, max_latency_ms=500)
+    assert settings.batching("text") == Batching(max_batch_size=16, max_latency_ms=20)
+    assert settings.batching("a_b") == Batching(max_batch_size=3, max_latency_ms=500)
+    # the environment's value for every model without a section of its own
+    plain = Settings.from_env({"OIP_MODELS": "iris", "OIP_MAX_BATCH_SIZE": "16"})
+    assert plain.batching("iris") == Batching(max_batch_size=16, max_latency_ms=10000)
+    # runner models with their own batching get their own API; in-process ones need none
+    assert settings.runner_apis() == {"iris": "run_iris", "a-b": "run_a_b", "a_b": "run_a_b_2"}
+
+
+@pytest.mark.parametrize(
+    ("section", "message"),
+    [
+        ("[model.iris]\nmax_batch_size = 0\n", "max_batch_size"),
+        ("[model.iris]\nmax_latency_ms = -5\n", "max_latency_ms"),
+        ("[model.nosuch]\nmax_batch_size = 4\n", "[model.nosuch]: not a served model"),
+    ],
+)
+def test_bad_per_model_batching_is_refused(tmp_path: Path, section: str, message: str) -> None:
+    path = tmp_path / "oip.toml"
+    path.write_text('models = ["iris"]\n' + section)
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        Settings.from_env({"OIP_CONFIG": str(path)})

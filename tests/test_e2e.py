@@ -11,6 +11,7 @@ import socket
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import bentoml
@@ -262,3 +263,42 @@ def test_a_client_leaving_mid_body_is_neither_a_500_nor_an_error_log(live: LiveS
     assert not [m for m in infer if 'status="500"' in m], infer
     assert any('status="499"' in m and 'endpoint="infer"' in m for m in infer), infer
     assert "Traceback" not in live.log.read_text()
+
+
+def test_a_runner_model_batched_its_own_way_answers_through_its_own_api(
+    store: Store, tmp_path: Path
+) -> None:
+    """``[model.iris]`` batching on the runner is a ``run_iris`` API of its own (the gateway
+    calls it by name: were it missing, every iris call would fail); text keeps the shared
+    ``run``. Concurrent calls to both answer what the stored estimators answer."""
+    config = tmp_path / "oip.toml"
+    config.write_text(
+        'models = ["iris", "text"]\nplacement = "runner"\n'
+        "[model.iris]\nmax_batch_size = 2\nmax_latency_ms = 5000\n"
+    )
+    server = start_server(store.home, {"OIP_CONFIG": str(config)}, tmp_path / "serve.log")
+    try:
+        X = load_iris().data
+        texts = ["Deep Q-learning agent for Atari games"]
+        iris = bentoml.sklearn.load_model(store.tags["iris"][-1])
+        text = bentoml.sklearn.load_model(store.tags["text"][-1])
+
+        def infer(i: int) -> tuple[str, list[object], list[object]]:
+            if i % 4 == 3:
+                model, expected = "text", text.predict(texts).tolist()
+                tensor = {"name": "text", "shape": [1], "datatype": "BYTES", "data": texts}
+            else:
+                model, expected = "iris", iris.predict(X[i : i + 1]).tolist()
+                data = X[i : i + 1].tolist()
+                tensor = {"name": "input-0", "shape": [1, 4], "datatype": "FP64", "data": data}
+            body = {"inputs": [tensor], "outputs": [{"name": "predict"}]}
+            response = httpx.post(f"{server.url}/v2/models/{model}/infer", json=body, timeout=30)
+            assert response.status_code == 200, response.text
+            return model, response.json()["outputs"][0]["data"], expected
+
+        with ThreadPoolExecutor(16) as pool:
+            answers = list(pool.map(infer, range(64)))
+        assert {model for model, _, _ in answers} == {"iris", "text"}
+        assert all(got == expected for _, got, expected in answers)
+    finally:
+        stop_server(server)

@@ -18,6 +18,7 @@ from bentoml.exceptions import BentoMLException
 from sklearn.datasets import load_iris
 from sklearn.linear_model import LogisticRegression
 
+from adapters.config import Batching
 from adapters.errors import BadRequest, NotReady, Overloaded
 from adapters.inprocess import InProcess
 from adapters.registry import ModelVersion
@@ -291,3 +292,73 @@ def test_readiness_is_refreshed_in_the_background_and_never_waits_on_the_runner(
 
     assert asyncio.run(scenario()) == [True, True, True, False, False, True]
     assert runner.calls["ready"] == 4
+
+
+class Counting(Switchable):
+    """Records the rows of each predict: a merged batch is one predict of all its calls' rows."""
+
+    def __init__(self, estimator: Any) -> None:
+        super().__init__(estimator)
+        self.rows: list[int] = []
+
+    def predict(self, rows: np.ndarray) -> np.ndarray:
+        self.rows.append(len(rows))
+        return super().predict(rows)
+
+
+def test_each_model_merges_at_most_its_own_max_batch_size() -> None:
+    own, shared = Counting(A), Counting(B)
+    own.delay_s = shared.delay_s = 0.2
+    sizes = {"iris": Batching(max_batch_size=2), "other": Batching(max_batch_size=64)}
+    executor = InProcess({"iris:a": own, "other:b": shared}, batching=sizes.__getitem__)
+    executor.inline_budget_s = 0.0
+    other = ModelVersion("other", "b", iris_version().signature, "x", iris_version().created)
+
+    async def scenario() -> None:
+        for version in (iris_version(), other):
+            first = asyncio.ensure_future(executor.predict(version, ("predict",), X[:1]))
+            await asyncio.sleep(0.05)  # the first call runs; the next six queue behind it
+            rest = [executor.predict(version, ("predict",), X[i : i + 1]) for i in range(6)]
+            await asyncio.gather(first, *rest)
+
+    asyncio.run(scenario())
+    assert own.rows == [1, 2, 2, 2]
+    assert shared.rows == [1, 6]
+
+
+def test_a_call_that_waited_past_its_latency_budget_is_a_503() -> None:
+    model = Switchable(A)
+    model.delay_s = 0.3
+    executor = InProcess({"iris:a": model}, batching=lambda name: Batching(64, max_latency_ms=50))
+    executor.inline_budget_s = 0.0
+
+    async def scenario() -> tuple[Any, Any]:
+        first = asyncio.ensure_future(executor.predict(iris_version(), ("predict",), X[:1]))
+        await asyncio.sleep(0.05)
+        late = executor.predict(iris_version(), ("predict",), X[1:2])
+        return tuple(await asyncio.gather(first, late, return_exceptions=True))
+
+    first, late = asyncio.run(scenario())
+    assert isinstance(first, dict) and list(first["predict"]) == list(A.predict(X[:1]))
+    assert isinstance(late, Overloaded) and late.status_code == 503
+    assert "OIP_MAX_LATENCY_MS" in late.message and late.headers == {"Retry-After": "1"}
+
+
+class TwoApiRunner(FakeRunner):
+    """A runner with ``run_iris``, the API of a model with batching of its own, beside ``run``."""
+
+    def __init__(self) -> None:
+        super().__init__(run=[OK])
+        self.outcomes["run_iris"], self.calls["run_iris"] = [OK], 0
+
+    async def run_iris(self, calls: list[Any]) -> list[Any]:
+        return [await self._next("run_iris")]  # type: ignore[no-any-return]
+
+
+def test_the_runner_client_calls_a_models_own_batching_api() -> None:
+    runner = TwoApiRunner()
+    client = RunnerClient(runner, apis={"iris": "run_iris"})
+    asyncio.run(client.predict(iris_version(), ("predict",), X[:1]))
+    assert runner.calls == {"run": 0, "ready": 0, "run_iris": 1}
+    asyncio.run(client.predict(iris_version("other:b"), ("predict",), X[:1]))
+    assert runner.calls == {"run": 1, "ready": 0, "run_iris": 1}
