@@ -12,7 +12,7 @@ BACKEND ?= $(or $(BENTOML_CONTAINERIZE_BACKEND),docker)
 
 venv: $(VENV)/.installed
 
-$(VENV)/.installed: requirements.txt requirements-score.txt requirements-dev.txt
+$(VENV)/.installed: requirements.txt requirements-score.txt requirements-ray.txt requirements-dev.txt
 	@echo "make: creating $(VENV) and installing the pinned requirements (a few minutes the first time) ..."
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --disable-pip-version-check -r requirements-dev.txt

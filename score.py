@@ -15,6 +15,13 @@ over the same rows replaces them; another version adds its own rows.
 Rows are streamed in chunks (``--chunk-rows``), each committed in its own transaction. A row the
 model cannot take stops the run with exit code 2, naming the row (counted from 0); the chunks
 before it stay committed, so a run can be resumed by running it again.
+
+``--engine ray`` predicts on Ray Data worker actors (``--ray-workers``, one model copy each) and
+writes here, with the same chunks, keys and errors (:mod:`adapters.scoring`): a local Ray on
+this machine, or the cluster at ``RAY_ADDRESS``. It needs ``requirements-ray.txt`` and reads
+.csv and .parquet files, not ``sql:``.
+
+    python score.py --engine ray --model iris --input big.parquet --db postgresql://user@host/db
 """
 
 from __future__ import annotations
@@ -23,17 +30,16 @@ import argparse
 import gc
 import sys
 import time
+from collections.abc import Generator
 from contextlib import ExitStack, closing
-from datetime import UTC, datetime
 from typing import Any, TextIO
 
 import bentoml
-import pandas as pd
 from sqlalchemy.exc import SQLAlchemyError
 
 from adapters import Settings
 from adapters.batch import MalformedInput, Plan, input_columns, input_kind, read_chunks
-from adapters.dataplane import model_input, requested_outputs
+from adapters.dataplane import requested_outputs
 from adapters.environment import ConfigError
 from adapters.errors import OIPError
 from adapters.messages import RequestedOutput
@@ -42,12 +48,11 @@ from adapters.predictions import (
     connect,
     default_table_name,
     ensure_table,
-    output_values,
     write_columns,
 )
 from adapters.registry import ModelVersion
 from adapters.repository import Repository
-from adapters.runtime import PredictFailed, predict_one
+from adapters.scoring import Columns, EngineFailed, predicted, ray_chunks, stamped
 from adapters.signature import TensorSpec
 
 DEFAULT_DB = "sqlite:///predictions.db"
@@ -96,6 +101,7 @@ def score(args: argparse.Namespace, run: Run) -> None:
 
     Raises:
         MalformedInput: a row the model cannot take (the chunks before it are committed).
+        EngineFailed: Ray failed (``--engine ray``) for a reason that is not the input's.
     """
     resolved = resolve(args.model, args.version)
     requested = [RequestedOutput(n.strip()) for n in (args.outputs or "").split(",") if n.strip()]
@@ -114,45 +120,36 @@ def score(args: argparse.Namespace, run: Run) -> None:
             source = connect(args.input_db) if args.input_db else engine
             connection = stack.enter_context(source.connect())
         plan = Plan.of(resolved.signature, input_columns(args.input, connection), args.id_column)
-        chunks = read_chunks(
-            args.input, chunk_rows=args.chunk_rows, text=plan.text_columns, connection=connection
-        )
-        for chunk in stack.enter_context(closing(chunks)):
-            frame = chunk.reset_index(drop=True)
-            columns = score_chunk(resolved, estimator, plan, specs, frame, offset=run.rows)
-            write_columns(engine, table, columns)
-            run.committed(len(frame))
+        if args.engine == "ray":
+            chunks = ray_chunks(
+                args.input, resolved=resolved, estimator=estimator, plan=plan, specs=specs,
+                chunk_rows=args.chunk_rows, workers=args.ray_workers,
+            )  # fmt: skip
+        else:
+            chunks = local_chunks(args, resolved, estimator, plan, specs, connection)
+        for columns in stack.enter_context(closing(chunks)):
+            write_columns(engine, table, stamped(resolved, columns))
+            run.committed(len(columns["key"]))
 
 
-def score_chunk(
+def local_chunks(
+    args: argparse.Namespace,
     resolved: ModelVersion,
     estimator: Any,
     plan: Plan,
     specs: list[TensorSpec],
-    frame: pd.DataFrame,
-    *,
-    offset: int,
-) -> dict[str, list[Any]]:
-    """One chunk's table columns (key, model, version, one per output, scored_at): its rows
-    decoded and checked as a request's tensors, then predicted as the server predicts.
-
-    Raises:
-        MalformedInput: naming the row, or the chunk's rows when the fault is not one row's.
-    """
-    n = len(frame)
-    try:
-        x = model_input(resolved, plan.tensors(frame, offset))
-    except OIPError as exc:
-        raise MalformedInput(exc.message, row=offset, rows=n) from None
-    result = predict_one(estimator, [s.name for s in specs], x)
-    if isinstance(result, PredictFailed):
-        raise MalformedInput(f"the model rejected them: {result.message}", row=offset, rows=n)
-    columns: dict[str, list[Any]] = {"key": plan.keys(frame, x, offset)}
-    columns["model"] = [resolved.name] * n
-    columns["version"] = [resolved.version] * n
-    columns.update((s.name, output_values(s, result[s.name])) for s in specs)
-    columns["scored_at"] = [datetime.now(UTC)] * n
-    return columns
+    connection: Any,
+) -> Generator[Columns]:
+    """The local engine: each chunk read, then predicted here, before the next is read."""
+    chunks = read_chunks(
+        args.input, chunk_rows=args.chunk_rows, text=plan.text_columns, connection=connection
+    )
+    offset = 0
+    with closing(chunks):
+        for chunk in chunks:
+            frame = chunk.reset_index(drop=True)
+            yield predicted(resolved, estimator, plan, specs, frame, offset=offset)
+            offset += len(frame)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -176,10 +173,26 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--id-column", help="the row key (default: id when the input has one, else a row hash)"
     )
     parser.add_argument("--chunk-rows", type=int, default=DEFAULT_CHUNK_ROWS, metavar="N")
+    parser.add_argument(
+        "--engine",
+        choices=["local", "ray"],
+        default="local",
+        help="where predict runs: here (default), or on Ray worker actors (RAY_ADDRESS: a cluster)",
+    )
+    parser.add_argument(
+        "--ray-workers",
+        type=int,
+        metavar="N",
+        help="Ray actors, one model each (default: CPUs - 1)",
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress line")
     args = parser.parse_args(argv)
     if args.chunk_rows < 1:
         parser.error("--chunk-rows must be at least 1")
+    if args.ray_workers is not None and (args.ray_workers < 1 or args.engine != "ray"):
+        parser.error("--ray-workers takes a number of at least 1, with --engine ray")
+    if args.engine == "ray" and args.input.startswith("sql:"):
+        parser.error("--engine ray reads .csv and .parquet files; score a sql: input locally")
     return args
 
 
@@ -193,6 +206,8 @@ def main(argv: list[str] | None = None) -> int:
         error, code = getattr(exc, "message", None) or str(exc), 2
     except SQLAlchemyError as exc:
         error, code = f"database: {exc}".splitlines()[0], 1
+    except EngineFailed as exc:
+        error, code = str(exc), 1
     run.close()
     if error is not None:
         print(f"error: {error}", file=sys.stderr)

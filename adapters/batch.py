@@ -43,7 +43,7 @@ class MalformedInput(ValueError):
     def __init__(self, message: str, *, row: int, rows: int = 1) -> None:
         where = f"row {row}" if rows == 1 else f"rows {row}-{row + rows - 1}"
         super().__init__(f"{where}: {message}")
-        self.row = row
+        self.row, self.rows, self.detail = row, rows, message  # the Ray engine renumbers them
 
 
 @dataclass(frozen=True)

@@ -1,11 +1,16 @@
-"""score.py end to end, in process, on the session's store: the stored predictions are the
-estimator's own for iris (CSV), diabetes (Parquet, hashed keys) and text (CSV); upserts;
-versions resolve as the server resolves them; a malformed row is named and the chunks before
-it stay; a ``sql:`` input; PostgreSQL for real."""
+"""score.py end to end, in process, on the session's store, with each engine (local, and Ray on
+a local 2-CPU Ray started once for the module): the stored predictions are the estimator's own
+for iris (CSV), diabetes (Parquet, hashed keys) and text (CSV); upserts; a malformed row is
+named and the chunks before it stay. With the local engine: versions resolve as the server
+resolves them; a ``sql:`` input; PostgreSQL for real."""
 
 from __future__ import annotations
 
 import json
+import os
+import re
+from collections.abc import Iterator
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +37,31 @@ from .postgres import postgres_url  # noqa: F401 (a fixture)
 FEATURES = ["sepal_length", "sepal_width", "petal_length", "petal_width"]
 
 
+@pytest.fixture(scope="module")
+def local_ray() -> Iterator[None]:
+    """A local Ray of 2 CPUs for this module's ``--engine ray`` runs (its start takes seconds:
+    once). Skipped where Ray cannot start, except in CI (``CI`` set), where that fails."""
+    from adapters.scoring import ray_session
+
+    with pytest.MonkeyPatch.context() as patch, ExitStack() as stack:
+        patch.delenv("RAY_ADDRESS", raising=False)  # this machine's Ray, never a cluster
+        try:
+            stack.enter_context(ray_session(num_cpus=2))
+        except Exception as exc:  # whatever ray.init raises: it is Ray that cannot start
+            if os.environ.get("CI"):
+                pytest.fail(f"Ray did not start: {exc}")
+            pytest.skip(f"Ray cannot start here: {exc}")
+        yield
+
+
+@pytest.fixture(params=["local", "ray"])
+def engine(request: pytest.FixtureRequest) -> list[str]:
+    """``score.py --engine ...``: every end-to-end check runs with each engine."""
+    if request.param == "ray":
+        request.getfixturevalue("local_ray")
+    return ["--engine", request.param]
+
+
 def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
     code = score.main([*args, "--quiet"])
     out, err = capsys.readouterr()
@@ -56,7 +86,7 @@ def count(url: str, table: str) -> int:
 
 
 def iris_csv(path: Path, rows: int = 150) -> tuple[Path, np.ndarray[Any, Any]]:
-    X = load_iris().data[:rows]
+    X = np.resize(load_iris().data, (rows, 4))  # the iris rows, again and again past 150
     frame = pd.DataFrame(X, columns=FEATURES)
     frame.insert(0, "id", range(rows))
     frame.to_csv(path, index=False)
@@ -74,13 +104,13 @@ def version(tag: str) -> str:
 
 
 def test_iris_csv_predictions_are_the_estimators(
-    store: Store, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    store: Store, tmp_path: Path, capsys: pytest.CaptureFixture[str], engine: list[str]
 ) -> None:
     tag = store.tags["iris"][0]
     csv, X = iris_csv(tmp_path / "iris.csv")
     db = f"sqlite:///{tmp_path / 'p.db'}"
     code, out, _ = run(capsys, "--model", "iris", "--version", version(tag), "--input", str(csv),
-                       "--db", db, "--chunk-rows", "64")  # fmt: skip
+                       "--db", db, "--chunk-rows", "64", *engine)  # fmt: skip
     assert code == 0, out
     assert f"{tag} -> iris_predictions" in out and "scored 150 rows" in out
     rows = stored(db, "iris_predictions", version(tag)).sort_values(
@@ -95,7 +125,7 @@ def test_iris_csv_predictions_are_the_estimators(
 
 
 def test_diabetes_parquet_predictions_are_the_estimators_keyed_by_content(
-    store: Store, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    store: Store, tmp_path: Path, capsys: pytest.CaptureFixture[str], engine: list[str]
 ) -> None:
     tag = store.tags["diabetes"][0]
     X = load_diabetes().data[:100]
@@ -103,7 +133,7 @@ def test_diabetes_parquet_predictions_are_the_estimators_keyed_by_content(
     pd.DataFrame(X, columns=[f"x{i}" for i in range(X.shape[1])]).to_parquet(path)
     db = f"sqlite:///{tmp_path / 'p.db'}"
     code, out, _ = run(capsys, "--model", "diabetes", "--version", version(tag),
-                       "--input", str(path), "--db", db, "--chunk-rows", "30")  # fmt: skip
+                       "--input", str(path), "--db", db, "--chunk-rows", "30", *engine)  # fmt: skip
     assert code == 0, out
     rows = stored(db, "diabetes_predictions", version(tag)).set_index("key")
     keys = content_keys(X)
@@ -115,7 +145,7 @@ def test_diabetes_parquet_predictions_are_the_estimators_keyed_by_content(
 
 
 def test_text_csv_predictions_are_the_estimators(
-    store: Store, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    store: Store, tmp_path: Path, capsys: pytest.CaptureFixture[str], engine: list[str]
 ) -> None:
     tag = store.tags["text"][0]
     texts = pd.read_csv(train.TEXT_DATA)[:60]
@@ -124,7 +154,7 @@ def test_text_csv_predictions_are_the_estimators(
     texts.to_csv(path, index=False)  # id, text, label: the model's column is "text"
     db = f"sqlite:///{tmp_path / 'p.db'}"
     code, out, _ = run(capsys, "--model", "text", "--version", version(tag), "--input", str(path),
-                       "--db", db, "--outputs", "predict,predict_proba")  # fmt: skip
+                       "--db", db, "--outputs", "predict,predict_proba", *engine)  # fmt: skip
     assert code == 0, out
     rows = stored(db, "text_predictions", version(tag))
     assert rows["key"].tolist() == texts["id"].tolist()
@@ -136,12 +166,12 @@ def test_text_csv_predictions_are_the_estimators(
 
 
 def test_the_same_version_upserts_and_another_adds_its_rows(
-    store: Store, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    store: Store, tmp_path: Path, capsys: pytest.CaptureFixture[str], engine: list[str]
 ) -> None:
     csv, _ = iris_csv(tmp_path / "iris.csv", rows=40)
     db = f"sqlite:///{tmp_path / 'p.db'}"
     first, second = (version(t) for t in store.tags["iris"][:2])
-    args = ["--model", "iris", "--input", str(csv), "--db", db, "--table", "scores"]
+    args = ["--model", "iris", "--input", str(csv), "--db", db, "--table", "scores", *engine]
     assert run(capsys, *args, "--version", first)[0] == 0
     before = stored(db, "scores", first)["scored_at"].max()
     assert run(capsys, *args, "--version", first)[0] == 0
@@ -182,41 +212,81 @@ def write_lines(path: Path, lines: list[str]) -> Path:
 
 
 @pytest.mark.parametrize(
-    ("damage", "row", "message"),
+    ("damage", "row", "message", "parsed"),
     [
-        (lambda ls: ls.__setitem__(14, "13,5.0,abc,1.4,0.2"), 13, "'sepal_width' is not a number"),
-        (lambda ls: ls.__setitem__(14, "13,5.0,3.1,1.4,0.2,9"), 13, "line 15"),  # ragged: long
-        (lambda ls: ls.__setitem__(14, "13,5.0,3.1,1.4"), 13, "'petal_width' has no value"),
-        (lambda ls: ls.__setitem__(0, "id,sepal_length,sepal_width,petal_length"), 0, "takes 4"),
+        (
+            lambda ls: ls.__setitem__(14, "13,5.0,abc,1.4,0.2"),
+            13,
+            "'sepal_width' is not a number",
+            0,
+        ),
+        (lambda ls: ls.__setitem__(14, "13,5.0,3.1,1.4,0.2,9"), 13, "line 15", 0),  # ragged: long
+        (lambda ls: ls.__setitem__(14, "13,5.0,3.1,1.4"), 13, "'petal_width' has no value", 0),
+        (lambda ls: ls.__setitem__(14, "13,5.0,,1.4,0.2"), 13, "'sepal_width' has no value", 1),
+        (lambda ls: ls.__setitem__(0, "id,sepal_length,sepal_width,petal_length"), 0, "takes 4", 1),
     ],
-    ids=["wrong-type", "long-row", "short-row", "missing-column"],
+    ids=["wrong-type", "long-row", "short-row", "empty-field", "missing-column"],
 )
 def test_a_malformed_row_is_named_and_the_chunks_before_it_stay(
     store: Store,
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
+    engine: list[str],
     damage: Any,
     row: int,
     message: str,
+    parsed: int,
 ) -> None:
+    """Ray's reader (pyarrow) stops at a line it cannot parse, before the rows before it reach
+    the driver: there (``parsed`` 0) fewer chunks may be committed, as many as it says; the
+    row is found again as the local engine finds it."""
     csv, _ = iris_csv(tmp_path / "iris.csv", rows=25)
     lines = csv.read_text().splitlines()
     damage(lines)
     write_lines(csv, lines)
     db = f"sqlite:///{tmp_path / 'p.db'}"
-    args = ["--model", "iris", "--input", str(csv), "--db", db, "--chunk-rows", "5"]
+    args = ["--model", "iris", "--input", str(csv), "--db", db, "--chunk-rows", "5", *engine]
     code, out, err = run(capsys, *args)
     assert code == 2
     assert f"error: row {row}" in err and message in err, err
-    committed = row // 5 * 5  # the whole chunks before the bad row
-    assert f"committed before the error: {committed} rows" in out, out
+    said = re.search(r"committed before the error: (\d+) rows", out)
+    assert said is not None, out
+    committed = int(said.group(1))
+    assert committed % 5 == 0 and committed <= row // 5 * 5  # whole chunks before the bad row
+    if engine[1] == "local" or parsed:
+        assert committed == row // 5 * 5
     assert count(db, "iris_predictions") == committed
     if committed:
         keys = sorted(stored(db, "iris_predictions", version(store.tags["iris"][-1]))["key"])
         assert sorted(int(k) for k in keys) == list(range(committed))
     iris_csv(csv, rows=25)  # repaired: running again resumes, nothing twice
-    assert run(capsys, *args)[0] == 0
+    again = args if committed else [*args[:-1], "local"]  # nothing to resume: a quicker rerun
+    assert run(capsys, *again)[0] == 0
     assert count(db, "iris_predictions") == 25
+
+
+def test_ray_names_a_row_far_into_the_input_whichever_actor_scored_it(
+    store: Store, tmp_path: Path, capsys: pytest.CaptureFixture[str], local_ray: None
+) -> None:
+    """Two actors, 15 chunks: the batches reach the driver in input order whatever order the
+    actors finish them in, so the row and the chunks committed before it are the input's."""
+    tag = store.tags["iris"][0]
+    csv, X = iris_csv(tmp_path / "iris.csv", rows=3000)
+    lines = csv.read_text().splitlines()
+    lines[2346] = "2345,5.0,,1.4,0.2"
+    write_lines(csv, lines)
+    db = f"sqlite:///{tmp_path / 'p.db'}"
+    code, out, err = run(capsys, "--model", "iris", "--version", version(tag), "--input", str(csv),
+                         "--db", db, "--chunk-rows", "200", "--engine", "ray",
+                         "--ray-workers", "2")  # fmt: skip
+    assert code == 2 and "error: row 2345: column 'sepal_width' has no value" in err, err
+    assert "committed before the error: 2,200 rows" in out, out
+    rows = stored(db, "iris_predictions", version(tag))
+    rows = rows.sort_values("key", key=lambda k: k.astype(int))
+    assert rows["key"].tolist() == [str(i) for i in range(2200)]
+    estimator = bentoml.sklearn.load_model(tag)
+    proba = np.array([json.loads(p) for p in rows["predict_proba"]])
+    np.testing.assert_array_equal(proba, by_chunks(estimator.predict_proba, X[:2200], 200))
 
 
 def test_sql_input_from_a_sqlite_table(

@@ -1,0 +1,75 @@
+"""The Ray engine's edges that need no running Ray: what it refuses before starting one, how
+many actors it takes, and what a failed Ray run is reported as (the input's row, the input, or
+Ray's own failure). Its end-to-end runs are in test_score.py, beside the local engine's."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from ray.exceptions import RayTaskError
+
+import score
+from adapters.batch import MalformedInput, Plan
+from adapters.schemas import Datatype
+from adapters.scoring import EngineFailed, _reading_fault, default_workers
+from adapters.signature import Signature, TensorSpec
+
+from .test_score import FEATURES, iris_csv, write_lines
+
+IRIS = Signature(
+    inputs=(TensorSpec("input-0", Datatype.FP64, (-1, 4)),),
+    outputs=(TensorSpec("predict", Datatype.INT64, (-1,)),),
+)
+
+
+def test_a_sql_input_and_workers_without_ray_are_refused_before_ray_starts(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    for argv in (
+        ["--model", "iris", "--input", "sql:SELECT 1", "--engine", "ray"],
+        ["--model", "iris", "--input", "rows.csv", "--ray-workers", "2"],
+        ["--model", "iris", "--input", "rows.csv", "--engine", "ray", "--ray-workers", "0"],
+    ):
+        with pytest.raises(SystemExit) as exited:
+            score.parse_args(argv)
+        assert exited.value.code == 2
+    err = capsys.readouterr().err
+    assert "--engine ray reads .csv and .parquet files; score a sql: input locally" in err
+    assert "--ray-workers takes a number of at least 1, with --engine ray" in err
+
+
+@pytest.mark.parametrize(("cpus", "workers"), [(1, 1), (2, 1), (2.5, 1), (8, 7), (64, 63)])
+def test_one_actor_per_cpu_but_the_readers(cpus: float, workers: int) -> None:
+    assert default_workers(cpus) == workers
+
+
+def failed(cause: Exception) -> RayTaskError:
+    """A Ray task's failure as the driver receives it (the cause pickled back)."""
+    return RayTaskError("ReadCSV", "Traceback ...", cause)
+
+
+def test_a_read_task_that_failed_on_a_row_is_that_row_found_as_the_local_engine_finds_it(
+    tmp_path: Path,
+) -> None:
+    csv, _ = iris_csv(tmp_path / "iris.csv", rows=30)
+    lines = csv.read_text().splitlines()
+    lines[21] = "20,5.0,3.1,1.4,0.2,9"  # ragged
+    write_lines(csv, lines)
+    plan = Plan.of(IRIS, ["id", *FEATURES], None)
+    fault = _reading_fault(failed(ValueError("Failed to read CSV file")), str(csv), plan, 7)
+    assert isinstance(fault, MalformedInput) and fault.row == 20
+    assert str(fault).startswith("row 20: line 22 of")
+
+
+def test_a_read_fault_no_row_explains_is_the_inputs_and_anything_else_is_rays(
+    tmp_path: Path,
+) -> None:
+    csv, _ = iris_csv(tmp_path / "iris.csv", rows=10)  # nothing wrong with its rows
+    plan = Plan.of(IRIS, ["id", *FEATURES], None)
+    read = _reading_fault(failed(ValueError("Failed to read CSV file\nmore")), str(csv), plan, 5)
+    assert type(read) is ValueError and str(read) == "Failed to read CSV file"
+    parquet = _reading_fault(failed(ValueError("bad footer")), "x.parquet", plan, 5)
+    assert type(parquet) is ValueError and str(parquet) == "bad footer"
+    lost = _reading_fault(failed(OSError("worker died")), str(csv), plan, 5)
+    assert isinstance(lost, EngineFailed) and str(lost) == "ray: worker died"
