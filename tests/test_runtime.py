@@ -264,7 +264,9 @@ def test_a_refused_input_on_the_runner_is_a_400() -> None:
 
 def test_readiness_is_refreshed_in_the_background_and_never_waits_on_the_runner() -> None:
     runner = FakeRunner(run=[], ready=[True, ConnectionRefusedError(), "hang", True])
-    client = RunnerClient(runner, ready_ttl_s=0.1, ready_timeout_s=0.1)
+    client = RunnerClient(
+        runner, ready_ttl_s=0.1, ready_timeout_s=0.1, retry_s=0.1, retry_timeout_s=0.1
+    )
 
     async def answer() -> tuple[bool, float]:
         start = time.perf_counter()
@@ -292,6 +294,29 @@ def test_readiness_is_refreshed_in_the_background_and_never_waits_on_the_runner(
 
     assert asyncio.run(scenario()) == [True, True, True, False, False, True]
     assert runner.calls["ready"] == 4
+
+
+def test_a_runner_not_yet_ready_is_asked_again_soon_and_briefly() -> None:
+    """Starting up: its socket accepts and the check hangs until its worker is up; the gateway
+    asks again every ``retry_s`` (not ``ready_ttl_s``), each time for ``retry_timeout_s``."""
+    runner = FakeRunner(run=[], ready=["hang", ConnectionRefusedError(), True])
+    client = RunnerClient(
+        runner, ready_ttl_s=60, ready_timeout_s=60, retry_s=0.05, retry_timeout_s=0.1
+    )
+
+    async def scenario() -> list[bool]:
+        start = time.perf_counter()
+        states = [await client.ready()]  # the first answer is awaited: the hang times out
+        assert time.perf_counter() - start < 0.5
+        for _ in range(2):
+            await asyncio.sleep(0.06)
+            await client.ready()  # asks again in the background
+            await asyncio.sleep(0.02)
+            states.append(await client.ready())
+        return states
+
+    assert asyncio.run(scenario()) == [False, False, True]
+    assert runner.calls["ready"] == 3
 
 
 class Counting(Switchable):
