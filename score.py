@@ -183,7 +183,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--ray-workers",
         type=int,
         metavar="N",
-        help="Ray actors, one model each (default: CPUs - 1)",
+        help="Ray actors, one model each (default: one per CPU)",
     )
     parser.add_argument("--quiet", action="store_true", help="no progress line")
     args = parser.parse_args(argv)

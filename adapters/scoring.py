@@ -136,8 +136,9 @@ def _array(values: list[Any]) -> Any:
 
 
 def default_workers(cpus: float) -> int:
-    """One actor per CPU but one, the reader's."""
-    return max(1, int(cpus) - 1)
+    """One actor per CPU (each reserves a share of a CPU less, so the read tasks keep one):
+    on 2 cores two actors scored 1 M rows a third faster than one."""
+    return max(1, int(cpus))
 
 
 def ray_chunks(
@@ -185,7 +186,7 @@ def ray_chunks(
             batch_size=chunk_rows,
             batch_format="pandas",
             compute=ray.data.ActorPoolStrategy(size=size),
-            num_cpus=min(1.0, max(cpus - 1, 0) / size),  # a CPU left for the read tasks
+            num_cpus=min(1.0, max(cpus - 1, 0) / size),  # one CPU left for the read tasks
         )
         offset = 0
         batches = mapped.iter_batches(batch_size=chunk_rows, batch_format="numpy")
@@ -262,6 +263,10 @@ def ray_session(*, num_cpus: int | None = None) -> Iterator[None]:
     The workers get the ``adapters`` package from the driver (``py_modules``, uploaded by
     ``ray.init``): a Ray initialised by the caller must have been given :data:`PACKAGE`, or
     run where ``adapters`` is importable.
+
+    Raises:
+        EngineFailed: Ray did not start, or the cluster did not answer.
+        ValueError: ``RAY_ADDRESS`` is a Ray Client address (``ray://``).
     """
     import ray
 
@@ -273,10 +278,21 @@ def ray_session(*, num_cpus: int | None = None) -> Iterator[None]:
     options: dict[str, Any] = {"runtime_env": {"py_modules": [PACKAGE]}}
     options.update(logging_level=logging.ERROR, log_to_driver=False)
     address = os.environ.get("RAY_ADDRESS")
-    if address:
-        ray.init(address=address, **options)
-    else:
-        ray.init(num_cpus=num_cpus or os.cpu_count(), include_dashboard=False, **options)
+    if address and address.startswith("ray://"):
+        # NOTE: Ray Data does not run over Ray Client (its iterator needs a core worker)
+        raise ValueError(
+            f"RAY_ADDRESS={address} is a Ray Client address, which Ray Data does not run over: "
+            "run on a node of the cluster with RAY_ADDRESS=auto (or its host:port), or as a Ray job"
+        )
+    try:
+        if address:
+            ray.init(address=address, **options)
+        else:
+            cpus = num_cpus or os.cpu_count()  # "local": a new Ray, even beside a `ray start` one
+            ray.init(address="local", num_cpus=cpus, include_dashboard=False, **options)
+    except Exception as exc:  # ConnectionError, RuntimeError, ValueError: Ray's to say which
+        doing = f"connecting to RAY_ADDRESS={address}" if address else "starting a local Ray"
+        raise EngineFailed(f"ray: {doing}: {str(exc).splitlines()[0]}") from None
     try:
         yield
     finally:

@@ -1,15 +1,18 @@
-"""Batch scoring throughput: N iris rows (1 M by default) through score.py's local engine, against
-the floor, the estimator's own ``predict`` on the whole array in memory.
+"""Batch scoring throughput: N iris rows (1 M by default) through score.py's engines, local and
+Ray, against the floor, the estimator's own ``predict`` on the whole array in memory.
 
-    .venv/bin/python bench/score.py [--rows 1000000] [--chunk-rows 50000] [--db URL]
+    .venv/bin/python bench/score.py [--rows 1000000] [--chunk-rows 50000] [--db URL] [--no-ray]
 
 Everything lives in a temporary directory, removed at the end: a BentoML store with one iris
 version (train.py's recipe), a CSV of ``id`` + 4 features (iris rows resampled with noise, seed
 0) and, unless ``--db`` names another, a SQLite database. Printed: the floor (best of 3), the
 engine end to end (``score.main``: resolve, read, check, predict, upsert, one transaction per
 chunk) on a fresh table, again over the same rows (every row an update), and with the server's
-default outputs (``predict`` and ``predict_proba``); then, for scale, the database alone: the
-driver's own ``executemany`` of the rows' final values into the same kind of table.
+default outputs (``predict`` and ``predict_proba``); then the Ray engine (``predict``, a fresh
+table each): end to end with the local Ray it starts and stops, and on a Ray already running
+(this machine's CPUs) with one actor and with its default, one per CPU; then, for scale, the
+database alone: the driver's own ``executemany`` of the rows' final values into the same kind
+of table.
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ from sklearn.datasets import load_iris  # noqa: E402
 
 import score  # noqa: E402
 import train  # noqa: E402
+from adapters.scoring import default_workers  # noqa: E402
 
 FEATURES = ["sepal_length", "sepal_width", "petal_length", "petal_width"]
 
@@ -104,6 +108,7 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--chunk-rows", type=int, default=score.DEFAULT_CHUNK_ROWS)
     parser.add_argument("--db", help="a SQLAlchemy URL (default: SQLite in a temporary file)")
+    parser.add_argument("--no-ray", action="store_true", help="the local engine only")
     args = parser.parse_args()
 
     print(f"{dt.date.today()}  {os.cpu_count()} CPUs  {args.rows:,} iris rows")
@@ -133,12 +138,38 @@ def run(args: argparse.Namespace) -> None:
     for label, extra in runs:
         rate, summary = engine(common + extra)
         headline = headline or rate
-        print(f"{label:<41} {rate:>14,.0f} rows/s  {rate / base:6.1%} of the floor")
-        print(f"        {summary}")
+        report(label, rate, base, summary)
+    if not args.no_ray:
+        ray_runs(common, base)
     alone = sqlite_alone(WORK / "alone.db", args.rows, tag.split(":")[1])
     print(f"sqlite3 executemany of finished rows      {alone:>14,.0f} rows/s  {alone / base:6.1%}")
     verdict = "met" if headline >= 0.5 * base else "NOT met"
     print(f"ratio engine/floor {headline / base:.2%}: the 50 % target is {verdict}")
+
+
+def ray_runs(common: list[str], base: float) -> None:
+    """The Ray engine on ``predict``: starting its own Ray, then on one already running."""
+    from adapters.scoring import ray_session
+
+    os.environ.pop("RAY_ADDRESS", None)  # this machine's Ray
+    ray = [*common, "--outputs", "predict", "--engine", "ray"]
+    cpus = os.cpu_count() or 1
+    rate, summary = engine([*ray, "--table", "bench_ray_cold"])
+    report(f"ray     predict, Ray started, {actors(default_workers(cpus))}", rate, base, summary)
+    with ray_session():
+        for workers in sorted({1, default_workers(cpus)}):
+            table = f"bench_ray_{workers}"
+            rate, summary = engine([*ray, "--table", table, "--ray-workers", str(workers)])
+            report(f"ray     predict, Ray running, {actors(workers)}", rate, base, summary)
+
+
+def actors(n: int) -> str:
+    return f"{n} actor" if n == 1 else f"{n} actors"
+
+
+def report(label: str, rate: float, base: float, summary: str) -> None:
+    print(f"{label:<41} {rate:>14,.0f} rows/s  {rate / base:6.1%} of the floor")
+    print(f"        {summary}")
 
 
 if __name__ == "__main__":

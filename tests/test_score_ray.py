@@ -15,12 +15,29 @@ from adapters.schemas import Datatype
 from adapters.scoring import EngineFailed, _reading_fault, default_workers
 from adapters.signature import Signature, TensorSpec
 
+from .conftest import Store
 from .test_score import FEATURES, iris_csv, write_lines
 
 IRIS = Signature(
     inputs=(TensorSpec("input-0", Datatype.FP64, (-1, 4)),),
     outputs=(TensorSpec("predict", Datatype.INT64, (-1,)),),
 )
+
+
+def test_a_ray_client_address_is_refused_before_connecting(
+    store: Store,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Ray Data does not run over Ray Client: said at once, not after a connection attempt."""
+    monkeypatch.setenv("RAY_ADDRESS", "ray://head:10001")
+    csv, _ = iris_csv(tmp_path / "iris.csv", rows=5)
+    argv = ["--model", "iris", "--input", str(csv), "--db", f"sqlite:///{tmp_path / 'p.db'}"]
+    assert score.main([*argv, "--engine", "ray", "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "RAY_ADDRESS=ray://head:10001 is a Ray Client address" in err
+    assert "RAY_ADDRESS=auto" in err
 
 
 def test_a_sql_input_and_workers_without_ray_are_refused_before_ray_starts(
@@ -39,8 +56,8 @@ def test_a_sql_input_and_workers_without_ray_are_refused_before_ray_starts(
     assert "--ray-workers takes a number of at least 1, with --engine ray" in err
 
 
-@pytest.mark.parametrize(("cpus", "workers"), [(1, 1), (2, 1), (2.5, 1), (8, 7), (64, 63)])
-def test_one_actor_per_cpu_but_the_readers(cpus: float, workers: int) -> None:
+@pytest.mark.parametrize(("cpus", "workers"), [(0.5, 1), (1, 1), (2, 2), (2.5, 2), (64, 64)])
+def test_one_actor_per_cpu(cpus: float, workers: int) -> None:
     assert default_workers(cpus) == workers
 
 
