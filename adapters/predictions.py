@@ -160,6 +160,10 @@ def write_columns(engine: Engine, table: sa.Table, columns: Mapping[str, Sequenc
         values = [[v[i] for i in kept] for v in values]
     if not last:
         return 0
+    if engine.dialect.name == "postgresql":
+        with engine.begin() as connection:
+            _copy_upsert(connection, table, names, values)
+        return len(last)
     insert = _INSERTS[engine.dialect.name](table)
     statement = insert.on_conflict_do_update(
         index_elements=list(KEY_COLUMNS),
@@ -178,6 +182,38 @@ def write_columns(engine: Engine, table: sa.Table, columns: Mapping[str, Sequenc
     with engine.begin() as connection:
         connection.exec_driver_sql(compiled.string, parameters)
     return len(last)
+
+
+def _copy_upsert(
+    connection: sa.Connection, table: sa.Table, names: list[str], values: list[Sequence[Any]]
+) -> None:
+    """PostgreSQL: ``COPY`` the rows into a temporary table of just these columns (no
+    constraints: a column left out keeps its stored value), then one ``INSERT ... SELECT ...
+    ON CONFLICT DO UPDATE`` into ``table``. ``executemany`` sends a statement per row; ``COPY``
+    streams them (psycopg writes each row in C)."""
+    quote = connection.dialect.identifier_preparer.quote
+    target = connection.dialect.identifier_preparer.format_table(table)
+    columns = ", ".join(quote(c) for c in names)
+    updates = ", ".join(f"{quote(c)} = EXCLUDED.{quote(c)}" for c in names if c not in KEY_COLUMNS)
+    keys = ", ".join(quote(c) for c in KEY_COLUMNS)
+    conflict = f"DO UPDATE SET {updates}" if updates else "DO NOTHING"
+    driver = connection.connection.driver_connection  # psycopg 3
+    assert driver is not None  # a pooled connection in use always has one
+    cursor = driver.cursor()
+    try:
+        cursor.execute(
+            f"CREATE TEMP TABLE _oip_rows ON COMMIT DROP AS SELECT {columns} FROM {target} "
+            "WITH NO DATA"
+        )
+        with cursor.copy(f"COPY _oip_rows ({columns}) FROM STDIN") as copy:
+            for row in zip(*values, strict=True):
+                copy.write_row(row)
+        cursor.execute(
+            f"INSERT INTO {target} ({columns}) SELECT {columns} FROM _oip_rows "
+            f"ON CONFLICT ({keys}) {conflict}"
+        )
+    finally:
+        cursor.close()
 
 
 def _bound(engine: Engine, column: sa.Column[Any], values: Sequence[Any]) -> Sequence[Any]:
