@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import logging
 import os
+import warnings
 from collections.abc import Generator, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -167,6 +168,8 @@ def ray_chunks(
     from ray.exceptions import RayError
 
     logging.getLogger("ray.data").setLevel(logging.ERROR)  # no plan and progress on stderr
+    # an input of fewer chunks than actors is fine: the spare actors just stay idle
+    warnings.filterwarnings("ignore", "The minimum number of concurrent actors", UserWarning)
     with ray_session():
         context = ray.data.DataContext.get_current()
         context.execution_options.preserve_order = True  # the driver counts the rows
