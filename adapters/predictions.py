@@ -15,13 +15,13 @@ from __future__ import annotations
 
 import json
 import weakref
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 import orjson
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.dialects import sqlite
 from sqlalchemy.engine import Engine
 
 from .codecs import Array
@@ -38,10 +38,7 @@ _SCALAR_TYPES: dict[Datatype, type[sa.types.TypeEngine[Any]]] = {
     **{t: sa.BigInteger for t in Datatype if t.name.startswith(("INT", "UINT"))},
     **{t: sa.Double for t in (Datatype.FP16, Datatype.FP32, Datatype.FP64)},
 }
-_INSERTS: dict[str, Callable[[sa.Table], sqlite.Insert | postgresql.Insert]] = {
-    "sqlite": sqlite.insert,
-    "postgresql": postgresql.insert,
-}
+DIALECTS = ("sqlite", "postgresql")  # the upserts below are written for these two
 # engine -> table name -> the table as the database has it (reflected once per engine)
 _reflected: weakref.WeakKeyDictionary[Engine, dict[str, sa.Table]] = weakref.WeakKeyDictionary()
 
@@ -83,10 +80,9 @@ def connect(url: str) -> Engine:
     parsed = sa.make_url(url)
     if parsed.get_backend_name() == "postgresql" and parsed.drivername == "postgresql":
         parsed = parsed.set(drivername="postgresql+psycopg")
-    if parsed.get_backend_name() not in _INSERTS:
+    if parsed.get_backend_name() not in DIALECTS:
         raise ValueError(f"--db {url!r}: only SQLite and PostgreSQL URLs are supported")
-    # positional parameters: executemany takes tuples (see write_columns)
-    engine = sa.create_engine(parsed, paramstyle="qmark" if _sqlite(parsed) else "format")
+    engine = sa.create_engine(parsed)  # SQLite's qmark: executemany takes tuples (write_columns)
     if _sqlite(parsed) and parsed.database not in (None, "", ":memory:"):
 
         @sa.event.listens_for(engine, "connect")
@@ -164,21 +160,17 @@ def write_columns(engine: Engine, table: sa.Table, columns: Mapping[str, Sequenc
         with engine.begin() as connection:
             _copy_upsert(connection, table, names, values)
         return len(last)
-    insert = _INSERTS[engine.dialect.name](table)
+    insert = sqlite.insert(table)
     statement = insert.on_conflict_do_update(
         index_elements=list(KEY_COLUMNS),
         set_={c: insert.excluded[c] for c in names if c not in KEY_COLUMNS},
     )
     compiled = statement.compile(dialect=engine.dialect, column_keys=names)
     # NOTE: SQLAlchemy's executemany prepares each row's parameters in Python (~20 us a row);
-    # the driver takes them as they are once each column is in its bound form.
-    bound = [_bound(engine, table.c[c], v) for c, v in zip(names, values, strict=True)]
-    parameters: list[Any]
-    if compiled.positiontup is not None:  # qmark / format: tuples in the statement's order
-        ordered = [bound[names.index(p)] for p in compiled.positiontup]
-        parameters = list(zip(*ordered, strict=True))
-    else:  # named parameters: dicts
-        parameters = [dict(zip(names, row, strict=True)) for row in zip(*bound, strict=True)]
+    # sqlite3 takes them as they are, tuples in the statement's order, once each column is in
+    # its bound form.
+    bound = {c: _bound(engine, table.c[c], v) for c, v in zip(names, values, strict=True)}
+    parameters = list(zip(*(bound[p] for p in compiled.positiontup or ()), strict=True))
     with engine.begin() as connection:
         connection.exec_driver_sql(compiled.string, parameters)
     return len(last)
