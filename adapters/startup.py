@@ -28,15 +28,9 @@ import yaml
 
 def read_yaml_with_libyaml() -> None:
     """``yaml.safe_load`` through PyYAML's C parser, for BentoML's store reads in this process."""
-    if getattr(yaml, "__with_libyaml__", False) and not _uses_libyaml():
+    if getattr(yaml, "__with_libyaml__", False):  # again is the same: a partial of yaml.load
         c_safe_load: Any = functools.partial(yaml.load, Loader=yaml.CSafeLoader)
-        c_safe_load.__doc__ = yaml.safe_load.__doc__
         yaml.safe_load = c_safe_load
-
-
-def _uses_libyaml() -> bool:
-    keywords = getattr(yaml.safe_load, "keywords", None) or {}
-    return keywords.get("Loader") is getattr(yaml, "CSafeLoader", None)
 
 
 @contextmanager
