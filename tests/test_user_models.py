@@ -124,26 +124,15 @@ def test_plain_saved_models_serve_and_answer_like_the_estimator(
 
 def test_save_estimator_with_a_sample_metrics_and_best(store: Store) -> None:
     X, y = load_iris(return_X_y=True)
-    weak = save_estimator(
-        "mine",
-        LogisticRegression(C=0.01, max_iter=1000).fit(X, y),
-        sample=X[:2],
-        metrics={"accuracy": 0.7},
-        select="accuracy",
-    )
-    strong = save_estimator(
-        "mine",
-        LogisticRegression(C=1, max_iter=1000).fit(X, y),
-        sample=X[:2],
-        metrics={"accuracy": 0.95},
-        select="accuracy",
-    )
-    newest = save_estimator(
-        "mine",
-        LogisticRegression(C=0.1, max_iter=1000).fit(X, y),
-        sample=X[:2],
-        metrics={"accuracy": 0.9},
-        select="accuracy",
+    weak, strong, newest = (  # saved in this order: newest is latest, strong is best
+        save_estimator(
+            "mine",
+            LogisticRegression(C=c, max_iter=1000).fit(X, y),
+            sample=X[:2],
+            metrics={"accuracy": accuracy},
+            select="accuracy",
+        )
+        for c, accuracy in ((0.01, 0.7), (1, 0.95), (0.1, 0.9))
     )
     try:
         from adapters import Settings, build_dataplane
