@@ -3,7 +3,8 @@
 They were taken from the server serving the ``iris`` and ``text`` models that ``train.py``
 trains (seed 0), so what Swagger UI shows is what a client gets; ``tests/test_openapi.py``
 validates each against its pydantic model and checks the inference and metadata examples against
-what the models of its store answer.
+what the models of its store answer: labels, names, shapes and datatypes exactly, scores within
+a stated tolerance (a model trained on another CPU or BLAS build differs in its last digits).
 """
 
 from __future__ import annotations
@@ -17,6 +18,9 @@ IRIS_PROBA += [0.0946434506864831, 0.9052641194139189]
 TEXT_PROBA = [0.03486552832337473, 0.08257014414849113, 0.042266355535934684, 0.8115448562069701]
 TEXT_PROBA += [0.02875311578522937, 0.16194861783269335, 0.06201408118709194, 0.497160115769841]
 TEXT_PROBA += [0.144166702008657, 0.13471048320171658]
+TEXT_DECISION = [-0.8018661796273565, 0.06028337061306871, -0.6093734014171897, 2.3455748675100248]
+TEXT_DECISION += [-0.9946186570783092, 0.027748928149815416, -0.9321687077210215, 1.1493819558395892]
+TEXT_DECISION += [-0.08855990004948666, -0.1564022762186577]
 TEXT_ROWS = ["a random forest for tabular data", "fine-tuning a transformer on text"]
 
 
@@ -48,6 +52,7 @@ INFER_RESPONSES = {
         "outputs": [
             _tensor("predict", "BYTES", [2], ["other", "natural-language-processing"]),
             _tensor("predict_proba", "FP64", [2, 5], TEXT_PROBA),
+            _tensor("decision_function", "FP64", [2, 5], TEXT_DECISION),
         ],
     },
 }

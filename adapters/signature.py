@@ -20,9 +20,10 @@ from .codecs import Array, datatype_of
 from .schemas import Datatype
 
 OUTPUT_METHODS = ("predict", "predict_proba", "decision_function", "transform")
-"""Estimator methods exposed as output tensors, each named after its method. When a request
-names no output, all are computed except ``decision_function`` beside ``predict_proba`` (the same
-scores, unnormalised): it is there when asked for."""
+"""Estimator methods exposed as output tensors, each named after its method. A request that
+names no output gets every one the signature declares, as the V2 spec says ("If not
+specified all outputs produced by the model will be returned"), so the metadata and the answer
+agree."""
 
 DEFAULT_INPUT_NAME = "input-0"
 
@@ -76,11 +77,8 @@ class Signature:
 
     @property
     def default_outputs(self) -> tuple[str, ...]:
-        """What a request that names no output gets (see :data:`OUTPUT_METHODS`)."""
-        names = self.output_names
-        if "predict_proba" in names:
-            return tuple(n for n in names if n != "decision_function")
-        return names
+        """What a request that names no output gets: every declared output (the V2 spec)."""
+        return self.output_names
 
 
 def run_method(estimator: Any, method: str, x: Array) -> Array:

@@ -125,13 +125,29 @@ def client(store: Store) -> Iterator[TestClient]:
         yield c
 
 
+SCORE_TOLERANCE = 5e-3
+"""How far a documented score may be from what this machine's freshly trained model answers.
+
+The examples were recorded from models trained on one machine. lbfgs stops once its gradient is
+under ``tol=1e-4``, and where it stops depends on the CPU's and the BLAS build's floating point:
+the same training on another machine gives probabilities about 1e-4 apart. 5e-3 leaves 50x that,
+and still fails for an example taken from another model (iris with C=0.001 answers about 0.33 for
+every class, text a different ranking)."""
+
+
 def same_tensors(expected: list[dict[str, Any]], actual: list[dict[str, Any]]) -> bool:
+    """Names, shapes, datatypes and labels exactly; scores within :data:`SCORE_TOLERANCE`."""
+
     def key(o: dict[str, Any]) -> tuple[str, list[int], str]:
         return o["name"], o["shape"], o["datatype"]
 
+    def close(e: dict[str, Any], a: dict[str, Any]) -> bool:
+        if e["datatype"] == "BYTES" or e["name"] == "predict":
+            return bool(a["data"] == e["data"])
+        return bool(a["data"] == pytest.approx(e["data"], rel=0, abs=SCORE_TOLERANCE))
+
     return [key(o) for o in expected] == [key(o) for o in actual] and all(
-        a["data"] == (e["data"] if e["datatype"] == "BYTES" else pytest.approx(e["data"]))
-        for e, a in zip(expected, actual, strict=True)
+        close(e, a) for e, a in zip(expected, actual, strict=True)
     )
 
 
