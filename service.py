@@ -18,10 +18,10 @@ from adapters import (
     build_app,
     build_dataplane,
     check_store,
-    predict_batch,
-    runner_estimators,
+    runner_worker,
 )
 from adapters.gateway import GatewayService
+from adapters.runnerworker import removed_at_exit
 from adapters.startup import collections_paused, read_yaml_with_libyaml
 from adapters.wiring import with_runner_apis
 
@@ -29,6 +29,8 @@ read_yaml_with_libyaml()  # BentoML's store reads, ~8x faster (adapters/startup.
 # `bentoml serve` (or `bentoml build`) itself, before any worker; the workers start from a
 # checked store and do not need the list of stored versions, which only a Bento records.
 PLANNING = bentoml.server_context.worker_index is None
+if PLANNING:
+    removed_at_exit()  # the runner workers' shared directory (adapters/runnerworker.py)
 try:  # a bad value is one line and a non-zero exit, never a restart loop
     settings = Settings.from_env()
     stored_tags = check_store(settings) if PLANNING else []
@@ -65,7 +67,7 @@ RUNNER_CONNECTION = {"max_requests": 2**62, "max_age": 10.0**9}
     workers=settings.runner_workers,
     runner_connection=RUNNER_CONNECTION,
     **SERVICE_CONFIG,
-    **untraced("/run,/ready"),
+    **untraced("/run,/ready,/served,/loaded"),
 )
 @with_runner_apis(settings)  # run_<model>: models with batching of their own (OIP_CONFIG)
 class ModelRunner:
@@ -73,7 +75,7 @@ class ModelRunner:
 
     def __init__(self) -> None:
         with collections_paused():
-            self.estimators = runner_estimators(settings, bento=service_of(ModelRunner).bento)
+            self.worker = runner_worker(settings, bento=service_of(ModelRunner).bento)
 
     @bentoml.api(
         batchable=True,
@@ -82,7 +84,17 @@ class ModelRunner:
         max_latency_ms=settings.max_latency_ms,
     )
     def run(self, calls: list[Any]) -> list[Any]:
-        return predict_batch(self.estimators, calls)
+        return self.worker.run(calls)
+
+    @bentoml.api
+    def served(self, view: Any) -> dict[str, str]:
+        """A gateway's changed view: load and free in every worker (adapters/runnerworker.py)."""
+        return self.worker.sync(view)
+
+    @bentoml.api
+    def loaded(self) -> dict[int, list[str]]:
+        """The tags each runner worker holds, by worker index."""
+        return self.worker.loaded()
 
     @bentoml.api
     def ready(self) -> bool:

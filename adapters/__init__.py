@@ -47,7 +47,7 @@ from .runner import RunnerClient
 from .runtime import load_estimators, predict_batch
 from .schemas import Datatype, InferenceRequest
 from .signature import Signature, TensorSpec, infer_signature
-from .wiring import build_dataplane, check_store, runner_estimators
+from .wiring import build_dataplane, check_store, runner_worker
 
 __all__ = [
     "ConfigError",
@@ -79,5 +79,5 @@ __all__ = [
     "infer_signature",
     "load_estimators",
     "predict_batch",
-    "runner_estimators",
+    "runner_worker",
 ]

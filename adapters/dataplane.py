@@ -99,6 +99,12 @@ class DataPlane:
         resolved = self.registry.resolve(name, version)
         return {"name": resolved.name, "ready": await self.executors[name].ready()}
 
+    async def loaded(self) -> dict[str, dict[str, list[str]]]:
+        """The tags whose estimators are held, by placement, then by process (the answering
+        gateway worker in process, every runner worker): what load fills and unload frees."""
+        executors = {executor.placement: executor for executor in self.executors.values()}
+        return {placement: await e.loaded() for placement, e in sorted(executors.items())}
+
     def model_metadata(self, name: str, version: str | None) -> dict[str, Any]:
         model = self.registry.model(name)
         resolved = model.resolve(version)

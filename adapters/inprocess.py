@@ -17,6 +17,11 @@ request is abandoned (deadline, client gone).
 Batching is per model (:class:`~adapters.config.Batching`): at most ``max_batch_size`` calls in
 one predict, and a call that waited ``max_latency_ms`` for its turn is refused with a 503 (retry
 later) instead of running late, as the runner's batching does.
+
+The estimators are exactly those of the served versions: ``preload`` loads them, ``forget``
+drops them (so unload frees the memory), and a call still queued for a forgotten version is
+answered 404 when its batch runs, alone (:class:`~adapters.runtime.NotServed`). A predict
+already running keeps its estimator until it ends.
 """
 
 from __future__ import annotations
@@ -36,10 +41,11 @@ from .metrics import inprocess_batch_size
 from .registry import ModelVersion
 from .runtime import (
     Call,
-    Estimators,
     PredictFailed,
     Result,
     join_outputs,
+    load_estimators,
+    not_served,
     predict_batch,
     predict_one,
     row_chunks,
@@ -56,6 +62,8 @@ class Abandoned(Exception):
 class InProcess:
     """The executor of the models placed in process (see the module docstring)."""
 
+    placement = "inprocess"
+
     def __init__(
         self,
         estimators: dict[str, Any] | None = None,
@@ -65,7 +73,7 @@ class InProcess:
         inline_budget_s: float = 0.0005,
         chunk_rows: int = 1024,
     ) -> None:
-        self.estimators = Estimators(estimators or {})
+        self.estimators: dict[str, Any] = dict(estimators or {})  # by tag: the served versions
         self.batching = batching  # by model name
         self.inline_max_rows = inline_max_rows
         self.inline_budget_s = inline_budget_s
@@ -75,17 +83,25 @@ class InProcess:
         self.drainers: dict[str, asyncio.Task[None]] = {}
         self.batch_sizes = inprocess_batch_size()
 
-    def preload_sync(self, tags: Sequence[str]) -> None:
-        for tag in tags:
-            self.estimators[tag]  # loaded by Estimators.__missing__
+    def preload_sync(self, tags: Sequence[str]) -> dict[str, str]:
+        loaded, failed = load_estimators([t for t in tags if t not in self.estimators])
+        self.estimators.update(loaded)
+        return failed
 
-    async def preload(self, tags: Sequence[str]) -> None:
-        await anyio.to_thread.run_sync(self.preload_sync, tags)
+    async def preload(self, tags: Sequence[str]) -> dict[str, str]:
+        if all(tag in self.estimators for tag in tags):
+            return {}
+        return await anyio.to_thread.run_sync(self.preload_sync, tags)
 
-    def forget(self, tags: Sequence[str]) -> None:
+    async def forget(self, tags: Sequence[str]) -> None:
         for tag in tags:
             self.estimators.pop(tag, None)
             self.small_call_s.pop(tag, None)
+
+    async def loaded(self) -> dict[str, list[str]]:
+        from bentoml import server_context
+
+        return {str(server_context.worker_index or 0): sorted(self.estimators)}
 
     def runs_inline(self, tag: str, rows: int) -> bool:
         return (
@@ -95,9 +111,12 @@ class InProcess:
     async def predict(
         self, version: ModelVersion, methods: tuple[str, ...], rows: Array
     ) -> dict[str, Array]:
+        estimator = self.estimators.get(version.tag)
+        if estimator is None:  # forgotten between resolving and here
+            return unwrap(not_served(version.tag))
         if self.runs_inline(version.tag, len(rows)):
             start = time.perf_counter()
-            result = predict_one(self.estimators[version.tag], methods, rows)
+            result = predict_one(estimator, methods, rows)
             self._timed(version.tag, time.perf_counter() - start)
             return unwrap(result)
         loop = asyncio.get_running_loop()
@@ -165,11 +184,14 @@ class InProcess:
 
     def _chunked(self, call: Call, abandoned: threading.Event) -> Result:
         tag, methods, rows = call
+        estimator = self.estimators.get(tag)  # once: a running call keeps it to the end
+        if estimator is None:
+            return not_served(tag)
         parts: list[dict[str, Array]] = []
         for chunk in row_chunks(rows, self.chunk_rows):
             if abandoned.is_set():
                 raise Abandoned
-            part = predict_one(self.estimators[tag], methods, chunk)
+            part = predict_one(estimator, methods, chunk)
             if isinstance(part, PredictFailed):
                 return part
             parts.append(part)

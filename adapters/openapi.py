@@ -18,7 +18,7 @@ import functools
 from dataclasses import dataclass, field
 from typing import Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, RootModel
 from pydantic.json_schema import models_json_schema
 
 from . import schemas as s
@@ -27,9 +27,11 @@ from .examples import (
     INFER_RESPONSES,
     IRIS_METADATA,
     IRIS_STATS,
+    IRIS_VERSION,
     REPOSITORY_INDEX,
     SERVER_METADATA,
     TEXT_METADATA,
+    TEXT_VERSION,
 )
 
 REF = "#/components/schemas/{model}"
@@ -59,12 +61,17 @@ class EmptyResponse(s.V2Model):
     """``{}``: the repository action is done."""
 
 
+class LoadedResponse(RootModel[dict[str, dict[str, list[str]]]]):
+    """``GET /v2/repository/loaded`` (not V2): the model tags whose estimators are held, by
+    placement, then by process: the gateway worker that answered, every runner worker."""
+
+
 MODELS: dict[str, type[BaseModel]] = {
     m.__name__: m
     for m in (
         *(s.InferenceRequest, s.InferenceResponse, s.ModelMetadata, s.ServerMetadata),
         *(s.ErrorResponse, s.RepositoryIndexRequest, s.RepositoryModel, s.StatisticsResponse),
-        *(LiveResponse, ReadyResponse, ModelReadyResponse, EmptyResponse),
+        *(LiveResponse, ReadyResponse, ModelReadyResponse, EmptyResponse, LoadedResponse),
     )
 }
 """Every model a request or response body is documented with, by component name."""
@@ -125,6 +132,11 @@ class Operation:
     description: str = ""
 
 
+LOADED = {
+    "inprocess": {"1": [f"iris:{IRIS_VERSION}"]},
+    "runner": {"1": [f"text:{TEXT_VERSION}"], "2": [f"text:{TEXT_VERSION}"]},
+}
+
 STORED_PREDICTION = {
     "model_name": "iris",
     "model_version": "latest",
@@ -168,6 +180,10 @@ OPERATIONS = [
               (400, 404, 503), description="404 for a model not in OIP_MODELS."),
     Operation("post", "/v2/repository/models/{model_name}/unload", "repository_unload",
               "Unload a model", "repository", "EmptyResponse", {"done": {}}, (404, 503)),
+    Operation("get", "/v2/repository/loaded", "repository_loaded",
+              "The estimators each process holds (not V2)", "repository", "LoadedResponse",
+              {"both placements": LOADED}, (503,),
+              description="What load fills and unload frees, for operators and tests."),
     Operation("get", "/v2/docs", "docs", "This documentation (Swagger UI, offline)", "docs", None),
     Operation("get", "/v2/docs/openapi.json", "openapi", "This OpenAPI document", "docs", None),
 ]  # fmt: skip

@@ -1,11 +1,14 @@
 """The model repository: what the BentoML store holds for the servable names, loading it into the
 :class:`~adapters.registry.Registry`, and the repository extension (index, load, unload).
 
-A (re)load reads every stored version of one name, keeps those that can be served (a version
-whose signature cannot be derived is UNAVAILABLE with its reason, never fatal to the others),
-preloads the in-process estimators, and only then swaps the model's whole
+A (re)load reads every stored version of one name, has its executor load their estimators
+(in process, or in every runner worker), and only then swaps the model's whole
 :class:`~adapters.registry.ServedModel` into the registry: a request resolves either the old set
-of versions or the new one, and never a version whose estimator is not there yet. Polling
+of versions or the new one, and never a version whose estimator is not there yet. The versions
+that left the set are then forgotten (their estimators freed). A version whose signature cannot
+be derived, or whose estimator cannot be loaded, is UNAVAILABLE with its reason, never fatal to
+the others, and is tried again by the next load (only successes are remembered; a failure is
+logged once, not on every poll). Unload forgets every version of the model. Polling
 (``OIP_POLL_INTERVAL_S``) runs the same load for every loaded name.
 
 Served from a Bento, only the versions the Bento carries are considered (``only``): a Bento
@@ -21,7 +24,7 @@ from typing import Any
 
 import anyio
 
-from .errors import BadRequest, ModelNotFound
+from .errors import BadRequest, ModelNotFound, VersionNotFound
 from .registry import ModelVersion, Registry, ServedModel
 from .runtime import Executor
 from .signature import Signature
@@ -68,80 +71,109 @@ class Repository:
         self.signatures = signatures or {}
         self.registry = Registry()
         self.unavailable: dict[str, dict[str, str]] = {}  # name -> version -> reason
-        self._read: dict[str, ModelVersion | str] = {}  # tag -> version, or why it failed
+        self._read: dict[str, ModelVersion] = {}  # tag -> version: successes only
+        self._logged: dict[str, str] = {}  # tag (or polled name) -> the failure last logged
         self._lock = asyncio.Lock()
 
     def scan(self, name: str) -> list[ModelVersion]:
-        """The servable versions of ``name`` in the store; the others go to ``unavailable``.
+        """The describable versions of ``name`` in the store; the others go to ``unavailable``.
 
-        Each tag is read once (a stored version never changes), so polling costs a listing.
+        A version read once is kept (a stored version never changes), so polling costs a
+        listing; one that failed is read again next time (its file may have been fixed).
         """
-        good, bad = [], {}
-        for stored in self._stored(name):
-            tag = str(stored.tag)
+        good, self.unavailable[name] = [], {}
+        stored = self._stored(name)
+        for entry in stored:
+            tag = str(entry.tag)
             if tag not in self._read:
                 try:
                     override = self.signatures.get(name)
-                    self._read[tag] = ModelVersion.from_stored(stored, signature=override)
+                    self._read[tag] = ModelVersion.from_stored(entry, signature=override)
                 except Exception as exc:  # a user's model we cannot describe: say why
-                    logger.warning("%s cannot be served: %s", tag, exc)
-                    self._read[tag] = f"{type(exc).__name__}: {exc}"
-            read = self._read[tag]
-            if isinstance(read, ModelVersion):
-                good.append(read)
-            else:
-                bad[stored.tag.version] = read
-        self.unavailable[name] = bad
+                    self._fail(name, tag, f"{type(exc).__name__}: {exc}")
+                    continue
+            good.append(self._read[tag])
+        tags = {str(entry.tag) for entry in stored}
+        for gone in [t for t in self._read if t.split(":")[0] == name and t not in tags]:
+            del self._read[gone]  # deleted from the store
         return good
 
-    def open(self, name: str) -> ServedModel:
-        """A :class:`ServedModel` of every servable stored version of ``name``.
+    def _fail(self, name: str, tag: str, reason: str) -> None:
+        """``tag`` is UNAVAILABLE for ``reason``; logged when the reason is new."""
+        self.unavailable.setdefault(name, {})[tag.split(":")[1]] = reason
+        if self._logged.get(tag) != reason:
+            logger.warning("%s cannot be served: %s", tag, reason)
+            self._logged[tag] = reason
+
+    def _served(
+        self, name: str, versions: list[ModelVersion], failed: dict[str, str]
+    ) -> ServedModel:
+        """A :class:`ServedModel` of the versions whose estimators could be loaded.
 
         Raises:
-            ValueError: no servable version, or the configured default version does not exist.
+            ValueError: no servable version, or the configured default version is not one.
         """
-        versions = self.scan(name)
-        if not versions:
+        for tag, reason in failed.items():
+            self._fail(name, tag, reason)
+        ready = [v for v in versions if v.tag not in failed]
+        for version in ready:
+            self._logged.pop(version.tag, None)
+        if not ready:
             reasons = "; ".join(f"{v}: {r}" for v, r in self.unavailable[name].items())
             raise ValueError(
                 f"model '{name}' has no servable version in the BentoML store"
                 + (f" ({reasons})" if reasons else "; train it first (python train.py)")
             )
-        return ServedModel(name, versions, default=self.default_version(name))
+        return ServedModel(name, ready, default=self.default_version(name))
+
+    def open(self, name: str) -> ServedModel:
+        """A :class:`ServedModel` of every describable stored version of ``name`` (no estimator
+        is loaded: what ``python -m adapters.describe`` shows).
+
+        Raises:
+            ValueError: no servable version, or the configured default version does not exist.
+        """
+        return self._served(name, self.scan(name), {})
 
     def start(self) -> None:
         """Load every servable name at start-up, failing on the first that cannot be served."""
         for name in self.names:
-            model = self.open(name)
-            self.executors[name].preload_sync(_tags(model))
-            self.registry.models[name] = model
+            versions = self.scan(name)
+            failed = self.executors[name].preload_sync([v.tag for v in versions])
+            self.registry.models[name] = self._served(name, versions, failed)
 
     async def load(self, name: str) -> ServedModel:
-        """(Re)load ``name`` from the store: new versions become servable, aliases move."""
+        """(Re)load ``name`` from the store: new versions become servable, aliases move, and
+        versions no longer in the store are freed."""
         self._check(name)
         async with self._lock:
-            try:
-                model = await anyio.to_thread.run_sync(self.open, name)
-            except Exception as exc:  # VersionNotFound of the default too: the old model stays
-                raise BadRequest(f"model '{name}' could not be loaded: {_text(exc)}") from None
-            tags = _tags(model)
             executor = self.executors[name]
-            await executor.preload(tags)
             previous = self.registry.models.get(name)
+            kept = _tags(previous) if previous is not None else []
+            try:
+                versions = await anyio.to_thread.run_sync(self.scan, name)
+            except Exception as exc:
+                raise BadRequest(f"model '{name}' could not be loaded: {_text(exc)}") from None
+            failed = await executor.preload([v.tag for v in versions])
+            try:
+                model = self._served(name, versions, failed)
+            except (ValueError, VersionNotFound) as exc:  # the old model stays
+                await executor.forget([v.tag for v in versions if v.tag not in kept])
+                raise BadRequest(f"model '{name}' could not be loaded: {_text(exc)}") from None
             self.registry.models[name] = model
             self.registry.unloaded.discard(name)
-            if previous is not None:
-                executor.forget([t for t in _tags(previous) if t not in tags])
+            await executor.forget([t for t in kept if t not in _tags(model)])
         return model
 
     async def unload(self, name: str) -> None:
-        """Stop serving ``name``: its routes answer 404 until it is loaded again."""
+        """Stop serving ``name`` and free its estimators: its routes answer 404 (and calls still
+        queued for it, too) until it is loaded again."""
         self._check(name)
         async with self._lock:
             previous = self.registry.models.pop(name, None)
             self.registry.unloaded.add(name)
             if previous is not None:
-                self.executors[name].forget(_tags(previous))
+                await self.executors[name].forget(_tags(previous))
 
     def start_polling(self, interval_s: float) -> asyncio.Task[None]:
         """Reload every loaded model every ``interval_s`` seconds, on the running event loop."""
@@ -155,8 +187,11 @@ class Repository:
             for name in list(self.registry.models):
                 try:
                     await self.load(name)
-                except Exception:
-                    logger.exception("polling the store for '%s' failed", name)
+                    self._logged.pop(name, None)
+                except Exception as exc:  # logged once per distinct failure, not every poll
+                    if self._logged.get(name) != repr(exc):
+                        self._logged[name] = repr(exc)
+                        logger.exception("polling the store for '%s' failed", name)
 
     def index(self, *, ready_only: bool = False) -> list[dict[str, str]]:
         """Every servable name x stored version: READY, UNAVAILABLE (with why) or UNLOADED."""

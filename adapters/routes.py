@@ -141,6 +141,11 @@ async def repository_unload(request: Request) -> Response:
     return json_response({})
 
 
+async def repository_loaded(request: Request) -> Response:
+    """``GET /v2/repository/loaded``: not V2; which estimators each process holds."""
+    return json_response(await _dataplane(request).loaded())
+
+
 async def unknown_route(request: Request) -> Response:
     """Any other ``/v2/...`` request: 405 with ``Allow`` if the path exists, else 404.
 
@@ -177,6 +182,7 @@ SERVER_ROUTES: list[tuple[str, str, Endpoint, str]] = [  # path, verb, endpoint,
     ("/v2/repository/index", "POST", repository_index, "repository"),
     ("/v2/repository/models/{model_name}/load", "POST", repository_load, "repository"),
     ("/v2/repository/models/{model_name}/unload", "POST", repository_unload, "repository"),
+    ("/v2/repository/loaded", "GET", repository_loaded, "repository"),
 ]
 MODEL_ROUTES: list[tuple[str, str, Endpoint, str]] = [  # inference first: matched in order
     ("/infer", "POST", model_infer, "infer"),

@@ -2,6 +2,12 @@
 ``run`` API merges concurrent calls and executes them with
 :func:`~adapters.runtime.predict_batch`).
 
+What the runner holds follows what this gateway serves on it (:mod:`adapters.runnerworker`):
+every change is sent at once as this process's :class:`~adapters.runnerworker.View` (load:
+the runner's workers load the new versions before they are served, and say which could not be;
+unload and delete: they free the versions no longer served), and every call carries the view,
+so a runner worker that missed a change catches up on its next call.
+
 A call of more than ``chunk_rows`` rows (8,192: each chunk costs a hop, so chunks are larger
 than in process) is sent as consecutive chunks, so other models' calls are batched between them
 instead of waiting behind the whole of it. A runner that cannot be
@@ -13,6 +19,7 @@ latency budget is a 503.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Mapping, Sequence
 from http import HTTPStatus
@@ -24,7 +31,10 @@ from bentoml.exceptions import BentoMLException
 from .codecs import Array
 from .errors import NotReady, Overloaded
 from .registry import ModelVersion
+from .runnerworker import View
 from .runtime import Result, join_outputs, row_chunks, unwrap
+
+logger = logging.getLogger(__name__)
 
 
 class RunnerClient:
@@ -39,6 +49,8 @@ class RunnerClient:
     gateway turns ready within a fraction of a second of it.
     """
 
+    placement = "runner"
+
     def __init__(
         self,
         runner: Any,
@@ -49,6 +61,7 @@ class RunnerClient:
         retry_s: float = 0.1,
         retry_timeout_s: float = 0.25,
         chunk_rows: int = 8192,
+        gateway: int | None = None,
     ):
         import aiohttp  # here, not at module level: only a gateway with a runner pays for it
 
@@ -63,15 +76,65 @@ class RunnerClient:
         self._known: bool | None = None  # the last answer; None before the first
         self._checked_at = float("-inf")
         self._checking: asyncio.Task[None] | None = None
+        if gateway is None:
+            from bentoml import server_context
 
-    def preload_sync(self, tags: Sequence[str]) -> None:
-        """Nothing to do here: each runner worker loads a version it lacks on first use."""
+            gateway = server_context.worker_index or 0
+        self.view = View(gateway, time.time_ns(), frozenset())  # what this process serves there
 
-    async def preload(self, tags: Sequence[str]) -> None:
-        """Nothing to do here: each runner worker loads a version it lacks on first use."""
+    def preload_sync(self, tags: Sequence[str]) -> dict[str, str]:
+        """At start-up: the runner's workers load the store's servable versions themselves (the
+        same set), so this is only noted; the first call carries it."""
+        self.view = self._next(self.view.tags | set(tags))
+        return {}
 
-    def forget(self, tags: Sequence[str]) -> None:
-        """The runner keeps what it loaded (a call may still be on its way)."""
+    async def preload(self, tags: Sequence[str]) -> dict[str, str]:
+        """Every runner worker loads these versions; returns those some worker could not load
+        (they are not served, and the workers drop them)."""
+        before = self.view.tags
+        wanted = before | set(tags)
+        if wanted == before:
+            return {}
+        try:
+            failed: dict[str, str] = await self._send(wanted)
+            if failed:
+                await self._send(wanted - failed.keys())
+        except BaseException:
+            self.view = self._next(before)  # not served: the next call says so
+            raise
+        return failed
+
+    async def forget(self, tags: Sequence[str]) -> None:
+        """Every runner worker frees these versions. If the runner cannot be reached now, the
+        view without them goes with the next call (and a restarted worker reads it)."""
+        remaining = self.view.tags - set(tags)
+        if remaining == self.view.tags:
+            return
+        try:
+            await self._send(remaining)
+        except Exception as exc:
+            logger.warning("the runner could not be told to free %s now: %s", list(tags), exc)
+
+    async def loaded(self) -> dict[str, list[str]]:
+        """The tags each runner worker holds, by its worker index."""
+        workers = await self.runner.to_async.loaded()
+        return {str(index): tags for index, tags in sorted(workers.items())}
+
+    def _next(self, tags: set[str] | frozenset[str]) -> View:
+        generation = max(self.view.generation + 1, time.time_ns())
+        return View(self.view.gateway, generation, frozenset(tags))
+
+    async def _send(self, tags: set[str] | frozenset[str]) -> dict[str, str]:
+        """A new view to the runner: one worker applies it and waits for its siblings."""
+        self.view = self._next(tags)
+        try:
+            failed: dict[str, str] = await self.runner.to_async.served(self.view)
+        except self._disconnected:
+            self._known = False
+            raise NotReady(
+                "the runner cannot be reached, retry later", headers={"Retry-After": "1"}
+            ) from None
+        return failed
 
     async def predict(
         self, version: ModelVersion, methods: tuple[str, ...], rows: Array
@@ -89,7 +152,7 @@ class RunnerClient:
                 f"the runner of model '{version.name}' is not ready, retry later",
                 headers={"Retry-After": "1"},
             )
-        call = [(version.tag, methods, rows)]
+        call = [(version.tag, methods, rows, self.view)]
         run = getattr(self.runner.to_async, self.apis.get(version.name, "run"))
         try:
             try:

@@ -7,24 +7,26 @@ tag, and :func:`predict_batch`, which merges calls into one predict per model.
   dependency whose batchable API merges concurrent calls and runs :func:`predict_batch`).
 
 Both implement :class:`Executor`: ``await predict(version, methods, rows)`` -> ``{method:
-array}``; the runner's wire call is a list of :data:`Call` tuples ``(tag, methods, rows)``.
+array}``. Estimators are loaded only when a version is made ready (``preload``: start-up,
+repository load, polling) and freed when it stops being served (``forget``); a call that finds
+no estimator for its version when its batch runs is answered alone (:class:`NotServed`).
 """
 
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any, Protocol
 
 import numpy as np
 
 from .codecs import Array
-from .errors import BadRequest
+from .errors import BadRequest, NotFound, NotReady
 from .registry import ModelVersion
 from .signature import run_method
 
 Call = tuple[str, tuple[str, ...], Array]
-"""One inference as the runner sees it: model tag, methods to run, input rows."""
+"""One inference as a batch sees it: model tag, methods to run, input rows."""
 
 
 class PredictFailed:
@@ -35,32 +37,52 @@ class PredictFailed:
         self.message = message
 
 
-Result = dict[str, Array] | PredictFailed
+class NotServed:
+    """The call's version had no estimator when its batch ran: unloaded, or deleted and
+    reloaded away, while the call waited (404); or, on the runner, a served version this worker
+    could not load (``retry``: 503). Sent back, not raised: the other calls of the batch run."""
+
+    def __init__(self, message: str, *, retry: bool = False) -> None:
+        self.message = message
+        self.retry = retry
 
 
-class Estimators(dict[str, Any]):
-    """Estimators by tag, loading a missing one from the BentoML store on first use.
+Result = dict[str, Array] | PredictFailed | NotServed
 
-    The runner relies on it for versions loaded into the gateway's registry after start-up
-    (repository load, polling): each runner worker loads such a version when it first sees it.
+
+def not_served(tag: str) -> NotServed:
+    return NotServed(
+        f"version '{tag}' is no longer served (unloaded, or removed from the store, while the "
+        "call waited for its batch)"
+    )
+
+
+def load_estimator(tag: str) -> Any:
+    """One stored model, by tag, from the current BentoML store."""
+    import bentoml
+
+    return bentoml.sklearn.load_model(tag)
+
+
+def load_estimators(tags: Iterable[str]) -> tuple[dict[str, Any], dict[str, str]]:
+    """Load each stored model by tag: ``(estimators, {tag: why it could not be loaded})``.
+
+    Loading happens only here, when a version is made ready (start-up, repository load,
+    polling), never at predict time: a version that is no longer served stays freed.
     """
-
-    def __missing__(self, tag: str) -> Any:
-        import bentoml
-
-        estimator = self[tag] = bentoml.sklearn.load_model(tag)
-        return estimator
-
-
-def load_estimators(tags: Iterable[str]) -> Estimators:
-    """Load each stored model by tag from the current BentoML store."""
-    estimators = Estimators()
+    estimators: dict[str, Any] = {}
+    failed: dict[str, str] = {}
     for tag in tags:
-        estimators[tag]  # loaded by __missing__
-    return estimators
+        try:
+            estimators[tag] = load_estimator(tag)
+        except Exception as exc:  # a broken or vanished file: that version only
+            failed[tag] = f"{type(exc).__name__}: {exc}"
+    return estimators, failed
 
 
-def predict_one(estimator: Any, methods: Sequence[str], rows: Array) -> Result:
+def predict_one(
+    estimator: Any, methods: Sequence[str], rows: Array
+) -> dict[str, Array] | PredictFailed:
     """Run the requested methods on one input."""
     try:
         return {method: run_method(estimator, method, rows) for method in methods}
@@ -68,18 +90,28 @@ def predict_one(estimator: Any, methods: Sequence[str], rows: Array) -> Result:
         return PredictFailed(str(exc))
 
 
-def predict_batch(estimators: dict[str, Any], calls: Sequence[Call]) -> list[Result]:
+def predict_batch(
+    estimators: Mapping[str, Any],
+    calls: Sequence[Call],
+    *,
+    unserved: Callable[[str], Result] = not_served,
+) -> list[Result]:
     """Execute a batch of calls, merging calls to the same model and methods into one predict.
 
     Rows are concatenated along the batch dimension, predicted once, and split back in order.
-    If the merged predict fails, each call is retried alone so only the faulty one fails.
+    If the merged predict fails, each call is retried alone so only the faulty one fails. A
+    call whose tag has no estimator gets ``unserved(tag)``; the others run.
     """
     results: list[Result | None] = [None] * len(calls)
     groups: dict[tuple[str, tuple[str, ...]], list[int]] = {}
     for index, (tag, methods, _) in enumerate(calls):
         groups.setdefault((tag, methods), []).append(index)
     for (tag, methods), indices in groups.items():
-        estimator = estimators[tag]
+        estimator = estimators.get(tag)
+        if estimator is None:
+            for i in indices:
+                results[i] = unserved(tag)
+            continue
         if len(indices) == 1:
             results[indices[0]] = predict_one(estimator, methods, calls[indices[0]][2])
             continue
@@ -122,11 +154,18 @@ def join_outputs(parts: Sequence[dict[str, Array]]) -> dict[str, Array]:
 def unwrap(result: Result) -> dict[str, Array]:
     if isinstance(result, PredictFailed):
         raise BadRequest(f"the model rejected the input: {result.message}")
+    if isinstance(result, NotServed):
+        if result.retry:
+            raise NotReady(result.message, headers={"Retry-After": "1"})
+        raise NotFound(result.message)
     return result
 
 
 class Executor(Protocol):
-    """Runs predict for one placement, and has the versions it may be asked for ready."""
+    """Runs predict for one placement, and holds the estimators of exactly the versions it is
+    told to have ready: nothing is loaded at predict time."""
+
+    placement: str  # "inprocess" or "runner"
 
     async def predict(
         self, version: ModelVersion, methods: tuple[str, ...], rows: Array
@@ -134,11 +173,16 @@ class Executor(Protocol):
 
     async def ready(self) -> bool: ...
 
-    def preload_sync(self, tags: Sequence[str]) -> None:
-        """Make these versions ready before they are served (at start-up)."""
+    def preload_sync(self, tags: Sequence[str]) -> dict[str, str]:
+        """Make these versions ready before they are served (at start-up); returns those that
+        could not be, with why."""
 
-    async def preload(self, tags: Sequence[str]) -> None:
+    async def preload(self, tags: Sequence[str]) -> dict[str, str]:
         """The same, off the event loop (repository load, polling)."""
 
-    def forget(self, tags: Sequence[str]) -> None:
-        """These versions are no longer served: free what they hold."""
+    async def forget(self, tags: Sequence[str]) -> None:
+        """These versions are no longer served: free their estimators (a call still queued for
+        one is answered :class:`NotServed`)."""
+
+    async def loaded(self) -> dict[str, list[str]]:
+        """The tags whose estimators are held, by process (worker index)."""

@@ -18,7 +18,8 @@ from .inprocess import InProcess
 from .registry import ModelVersion
 from .repository import Repository, stored_versions
 from .runner import RunnerClient
-from .runtime import Estimators, Executor, load_estimators, predict_batch
+from .runnerworker import RunnerWorker, shared_directory
+from .runtime import Executor
 
 Cls = TypeVar("Cls", bound=type)
 
@@ -30,14 +31,22 @@ def bento_tags(bento: Any) -> set[str] | None:
     return {str(model.tag) for model in bento.info.all_models}
 
 
-def runner_estimators(settings: Settings, *, bento: Any = None) -> Estimators:
-    """The estimators of every servable version of the models placed on the runner; versions
-    loaded into the gateway later are loaded by the runner on first use."""
+def runner_worker(settings: Settings, *, bento: Any = None) -> RunnerWorker:
+    """This runner worker's estimators: at first every servable version of the models placed
+    on the runner (what the gateway serves at start-up), then whatever the gateways' views say
+    (:mod:`adapters.runnerworker`)."""
+    from bentoml import server_context
+
     names = settings.models_in(Placement.RUNNER)
     repository = Repository(
         names, settings.default_version, {}, only=bento_tags(bento), signatures=settings.signatures
     )
-    return load_estimators(v.tag for name in names for v in repository.scan(name))
+    return RunnerWorker(
+        (v.tag for name in names for v in repository.scan(name)),
+        index=server_context.worker_index or 0,
+        workers=settings.runner_workers,
+        directory=shared_directory(),
+    )
 
 
 def with_runner_apis(settings: Settings) -> Callable[[Cls], Cls]:
@@ -46,7 +55,7 @@ def with_runner_apis(settings: Settings) -> Callable[[Cls], Cls]:
     :meth:`Settings.runner_apis`. BentoML batches per API; the other models share ``run``.
 
     It runs before ``@bentoml.service`` sees the class, which then serves the APIs like any
-    declared one; each predicts with the class's ``estimators``.
+    declared one; each predicts with the class's ``worker`` (a :class:`RunnerWorker`).
     """
     import bentoml
 
@@ -55,7 +64,7 @@ def with_runner_apis(settings: Settings) -> Callable[[Cls], Cls]:
             batching = settings.batching(name)
 
             def run(self: Any, calls: list[Any]) -> list[Any]:
-                return predict_batch(self.estimators, calls)
+                return self.worker.run(calls)  # type: ignore[no-any-return]
 
             run.__name__ = run.__qualname__ = api
             decorate = bentoml.api(
