@@ -76,7 +76,7 @@ def load_estimators(tags: Iterable[str]) -> tuple[dict[str, Any], dict[str, str]
         try:
             estimators[tag] = load_estimator(tag)
         except Exception as exc:  # a broken or vanished file: that version only
-            failed[tag] = f"{type(exc).__name__}: {exc}"
+            failed[tag] = f"its estimator could not be loaded ({type(exc).__name__}: {exc})"
     return estimators, failed
 
 

@@ -1,4 +1,5 @@
-"""A deliberately slow, CPU-bound model step for the concurrency tests.
+"""Model steps the tests control: a deliberately slow, CPU-bound one (the concurrency tests), one
+held on a file (calls queued across an unload or a delete), one made heavy (memory under churn).
 
 Pickled by reference into a real scikit-learn pipeline saved in the test store, and imported by
 the server processes (they run from the repository root), so the server runs real Python code
@@ -8,6 +9,7 @@ that holds the GIL for as long as a heavy model would.
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import Any
 
 SECONDS_PER_ROW = 0.002
@@ -19,4 +21,28 @@ def burn(X: Any) -> Any:
     spins = 0
     while time.perf_counter() < deadline:
         spins += 1
+    return X
+
+
+def held(X: Any, gate: str) -> Any:
+    """Pass the rows through, but while the file ``gate`` exists: create ``<gate>.entered``,
+    then wait until the test removes ``gate`` (at most 60 s). The test thereby holds one predict
+    running for as long as it needs to queue other calls behind it.
+
+    Every call also sleeps 2 ms, so the in-process executor never judges this model quick enough
+    to run inline on the event loop, where a held predict would stop the whole server.
+    """
+    time.sleep(0.002)
+    hold = Path(gate)
+    if hold.exists():
+        Path(f"{gate}.entered").touch()
+        deadline = time.monotonic() + 60
+        while hold.exists() and time.monotonic() < deadline:
+            time.sleep(0.01)
+    return X
+
+
+def ballast(X: Any, weight: Any) -> Any:
+    """Pass the rows through; ``weight`` (a large array in the step's ``kw_args``) only makes
+    the estimator big, so that keeping a copy too many shows in the server's memory."""
     return X

@@ -17,7 +17,8 @@ IRIS_ROW = {
 
 class Traffic:
     """``with Traffic(url, path) as traffic:`` ... then read ``statuses``, ``versions`` (of the
-    200s), ``failures`` (status and text of the others) and ``slowest`` (seconds)."""
+    200s), ``failures`` (status and text of the others) and ``slowest`` (seconds). An exception
+    in a client thread is recorded in ``errors`` (by thread) and fails the ``with`` block."""
 
     def __init__(self, url: str, path: str, body: Any = IRIS_ROW, *, clients: int = 4) -> None:
         self.url, self.path, self.body = url, path, body
@@ -26,9 +27,16 @@ class Traffic:
         self.versions: Counter[str] = Counter()
         self.failures: list[str] = []
         self.slowest = 0.0
+        self.errors: list[str] = []
         self.threads = [threading.Thread(target=self.run) for _ in range(clients)]
 
     def run(self) -> None:
+        try:
+            self.send()
+        except Exception as exc:
+            self.errors.append(f"{threading.current_thread().name}: {exc!r}")
+
+    def send(self) -> None:
         with httpx.Client(base_url=self.url, timeout=30) as c:
             while not self.stop.is_set():
                 start = time.monotonic()
@@ -49,3 +57,6 @@ class Traffic:
         self.stop.set()
         for t in self.threads:
             t.join(timeout=60)
+        stuck = [t.name for t in self.threads if t.is_alive()]
+        if exc[0] is None:
+            assert not self.errors and not stuck, (self.errors, stuck)
