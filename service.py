@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import anyio
 import bentoml
 
 from adapters import (
@@ -86,15 +87,17 @@ class ModelRunner:
     def run(self, calls: list[Any]) -> list[Any]:
         return self.worker.run(calls)
 
+    # NOTE: async, on threads of their own: BentoML runs a service's sync APIs one at a time
+    # (`threads`, 1), so a long batch would hold a load or an unload back until it ends.
     @bentoml.api
-    def served(self, view: Any) -> dict[str, str]:
+    async def served(self, view: Any) -> dict[str, str]:
         """A gateway's changed view: load and free in every worker (adapters/runnerworker.py)."""
-        return self.worker.sync(view)
+        return await anyio.to_thread.run_sync(self.worker.sync, view)
 
     @bentoml.api
-    def loaded(self) -> dict[int, list[str]]:
+    async def loaded(self) -> dict[int, list[str]]:
         """The tags each runner worker holds, by worker index."""
-        return self.worker.loaded()
+        return await anyio.to_thread.run_sync(self.worker.loaded)
 
     @bentoml.api
     def ready(self) -> bool:

@@ -48,6 +48,7 @@ from .runtime import (
     not_served,
     predict_batch,
     predict_one,
+    release_memory,
     row_chunks,
     unwrap,
 )
@@ -97,6 +98,8 @@ class InProcess:
         for tag in tags:
             self.estimators.pop(tag, None)
             self.small_call_s.pop(tag, None)
+        if tags:
+            release_memory()
 
     async def loaded(self) -> dict[str, list[str]]:
         from bentoml import server_context

@@ -48,7 +48,14 @@ from pathlib import Path
 from typing import Any
 
 from .codecs import Array
-from .runtime import NotServed, Result, load_estimators, not_served, predict_batch
+from .runtime import (
+    NotServed,
+    Result,
+    load_estimators,
+    not_served,
+    predict_batch,
+    release_memory,
+)
 
 logger = logging.getLogger(__name__)
 _VIEW_FILE = re.compile(r"view-(\d+)-(\d+)\.json")
@@ -221,7 +228,10 @@ class RunnerWorker:
         self._logged.update(failed)
         for tag in loaded:
             self._logged.pop(tag, None)  # a later failure of it is news again
+        freed = len(kept) < len(self.estimators)
         self.estimators, self.failed = {**kept, **loaded}, failed
+        if freed:
+            release_memory()
         self._publish()
 
     def _publish(self) -> None:

@@ -60,7 +60,8 @@ def broken(tag: str) -> Iterator[None]:
 
 
 def delete(*tags: str) -> None:
-    for tag in tags:
+    """Delete these versions from the store, those that are still there ("" is none)."""
+    for tag in filter(None, tags):
         with suppress(NotFound):
             bentoml.models.delete(tag)
 
