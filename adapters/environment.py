@@ -39,10 +39,18 @@ class Group(enum.StrEnum):
 def setting(default: Any, group: Group, description: str, values: str = "", **rules: Any) -> Any:
     """One setting's definition: ``rules`` are pydantic's constraints (``gt=0``), ``values`` says
     what a text setting accepts (the reference derives it for numbers and flags)."""
-    extra: JsonDict = {"group": group.value, "values": values} if values else {"group": group.value}
+    extra: JsonDict = {"group": group.value}
+    if values:
+        extra["values"] = values
     return Field(
         default, description=" ".join(description.split()), json_schema_extra=extra, **rules
     )
+
+
+def key(description: str, values: str = "", **rules: Any) -> Any:
+    """One key of a ``[model.<name>]`` section: unset, the server's setting applies."""
+    extra: JsonDict = {"values": values} if values else {}
+    return Field(None, description=" ".join(description.split()), json_schema_extra=extra, **rules)
 
 
 class ModelSection(BaseModel):
@@ -50,34 +58,32 @@ class ModelSection(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    placement: str | None = Field(
-        None,
-        description="`inprocess` or `runner`, for this model. An entry naming it in "
-        "`OIP_PLACEMENT` (`churn=runner`) wins over this key.",
+    placement: str | None = key(
+        """This model's placement. An entry naming it in `OIP_PLACEMENT` (`churn=runner`) wins
+        over this key.""",
+        values="`inprocess` or `runner`",
     )
-    default_version: str | None = Field(
-        None,
-        description="`latest`, `best` or a version, for this model's unversioned routes. An "
-        "entry naming it in `OIP_DEFAULT_VERSION` (`churn=latest`) wins over this key.",
+    default_version: str | None = key(
+        """What this model's unversioned routes answer with. An entry naming it in
+        `OIP_DEFAULT_VERSION` (`churn=latest`) wins over this key.""",
+        values="`latest`, `best` or a version",
     )
-    max_batch_size: int | None = Field(
-        None,
+    max_batch_size: int | None = key(
+        """This model's own batching: the most calls merged into one predict. In process the
+        model has its own queue anyway; on the runner it gets its own batchable API
+        (`run_<model>`; BentoML batches per API), the other models share `run`.""",
         gt=0,
-        description="This model's own batching: the most calls merged into one predict. In "
-        "process the model has its own queue anyway; on the runner it gets its own batchable "
-        "API (`run_<model>`; BentoML batches per API), the other models share `run`.",
     )
-    max_latency_ms: int | None = Field(
-        None,
+    max_latency_ms: int | None = key(
+        """This model's own batching latency budget: a call that waits longer for its turn is
+        refused with 503 and `Retry-After`.""",
         gt=0,
-        description="This model's own batching latency budget: a call that waits longer for "
-        "its turn is refused with 503 and `Retry-After`.",
     )
-    signature: dict[str, Any] | None = Field(
-        None,
-        description="The V2 signature every version of this model is served with, instead of "
-        "the stored or derived one: `inputs` and `outputs` (each a list of `name`, `datatype`, "
-        "`shape`), and `frame = true` when the inputs are the columns of a pandas DataFrame.",
+    signature: dict[str, Any] | None = key(
+        """The V2 signature every version of this model is served with, instead of the stored
+        or derived one: `inputs` and `outputs`, each a list of `name`, `datatype`, `shape`;
+        `frame = true` when the inputs are the columns of a pandas DataFrame.""",
+        values="a table",
     )
 
 
@@ -90,7 +96,7 @@ class Environment(BaseSettings):
         "iris,diabetes,text",
         Group.SERVING,
         """The models to serve, by their names in the BentoML store (in the file, also a list).
-        Each needs a servable version at start-up; empty means the default.""",
+        Each needs a servable version at start-up. Empty: the default.""",
         values="comma list of model names",
     )
     placement: str = setting(
