@@ -22,7 +22,7 @@ from pydantic.fields import FieldInfo
 from .codecs import MAX_RANK
 from .config import Settings
 from .environment import DEFAULTS, FIELDS, PREFIX, ConfigError, Environment, Group, ModelSection
-from .rest import MAX_PROBLEMS
+from .rest import MAX_PROBLEM_CHARS, MAX_PROBLEMS
 from .schemas import MAX_TENSORS
 
 PATH = Path("docs/configuration.md")
@@ -40,7 +40,8 @@ INTRO = {
         'protect a 2 GiB pod. Each refusal is a V2 `{"error"}` that names the variable to '
         f"raise. Fixed, not settings: at most {MAX_TENSORS} inputs (and requested outputs) per "
         f"request and {MAX_RANK} dimensions per tensor (past either, 400); one error lists at "
-        f"most {MAX_PROBLEMS} validation problems (`and N more`)."
+        f"most {MAX_PROBLEMS} validation problems (`and N more`), each cut at "
+        f"{MAX_PROBLEM_CHARS} characters."
     ),
     Group.SECURITY: (
         "Authentication and CORS are off unless set, and cost nothing per request while off. "
