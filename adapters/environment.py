@@ -6,7 +6,12 @@ case), type, default, constraint, group and description; :class:`ModelSection` h
 a ``[model.<name>]`` section of the file. The rest follows from them: :mod:`adapters.config`
 starts from :data:`DEFAULTS`, :mod:`adapters.sources` validates against these types and
 constraints, and the reference, ``docs/configuration.md``, is generated from these descriptions
-by ``make docs`` (:mod:`adapters.reference`): a new setting is one field here, then ``make docs``.
+by ``make docs`` (:mod:`adapters.reference`).
+
+A new setting is one field here, then ``make docs``. For the code to read it, the dataclass it
+belongs to (:class:`~adapters.config.Settings` or :class:`~adapters.config.Limits`) gets a field
+of the same name whose default is the definition's (``x: int = DEFAULTS.x``); ``from_env``
+fills it by name.
 """
 
 from __future__ import annotations
@@ -39,18 +44,20 @@ class Group(enum.StrEnum):
 def setting(default: Any, group: Group, description: str, values: str = "", **rules: Any) -> Any:
     """One setting's definition: ``rules`` are pydantic's constraints (``gt=0``), ``values`` says
     what a text setting accepts (the reference derives it for numbers and flags)."""
-    extra: JsonDict = {"group": group.value}
-    if values:
-        extra["values"] = values
-    return Field(
-        default, description=" ".join(description.split()), json_schema_extra=extra, **rules
-    )
+    return _field(default, description, {"group": group.value}, values, **rules)
 
 
 def key(description: str, values: str = "", **rules: Any) -> Any:
     """One key of a ``[model.<name>]`` section: unset, the server's setting applies."""
-    extra: JsonDict = {"values": values} if values else {}
-    return Field(None, description=" ".join(description.split()), json_schema_extra=extra, **rules)
+    return _field(None, description, {}, values, **rules)
+
+
+def _field(default: Any, description: str, extra: JsonDict, values: str, **rules: Any) -> Any:
+    """A pydantic field whose description is one line, with the reference's hints beside it."""
+    if values:
+        extra["values"] = values
+    text = " ".join(description.split())
+    return Field(default, description=text, json_schema_extra=extra, **rules)
 
 
 class ModelSection(BaseModel):
