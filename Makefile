@@ -8,7 +8,7 @@ PORT   ?= 3000
 BENTO  ?= oip-sklearn:latest
 BACKEND ?= $(or $(BENTOML_CONTAINERIZE_BACKEND),docker)
 
-.PHONY: venv train train-if-empty serve score test test-fast fuzz lint format bento container bench load soak audit clean proto
+.PHONY: venv train train-if-empty serve score test test-fast fuzz lint format docs bento container bench load soak audit clean proto
 
 venv: $(VENV)/.installed
 
@@ -50,6 +50,9 @@ lint: venv
 format: venv
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
+
+docs: venv           ## regenerate docs/configuration.md from the settings' definitions (adapters/environment.py)
+	$(BIN)/python -m adapters.reference docs/configuration.md
 
 bento: train-if-empty   ## build the Bento (models, code, pinned packages)
 	$(BIN)/bentoml build
