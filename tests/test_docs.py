@@ -7,8 +7,10 @@ version the README trains (``--param C=0.05``, so ``latest`` and ``best`` differ
 predictions database written by ``score.py`` for the read-back examples. The commands run with
 bash, ``localhost:3000`` rewritten to that server, in the order a reader meets them (README.md,
 then docs/ in name order, each top to bottom, each document in its own directory), so the
-statistics an example shows are those of the examples before it. Each command is then one
-test case that compares what it printed with what the document shows.
+statistics an example shows are those of the examples before it. A live block's other commands
+run too (the ``python -c`` that writes a binary request, say); a ``$ VAR=... make serve`` line
+is the test server, which must set those variables. Each command is then one test case that
+compares what it printed with what the document shows (:func:`~tests.docs_examples.assert_same`).
 """
 
 from __future__ import annotations
@@ -22,7 +24,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import pytest
 from sklearn.datasets import load_iris
@@ -35,6 +36,10 @@ COMMAND_TIMEOUT_S = 60.0
 PROXIES = {"http_proxy", "https_proxy", "all_proxy", "no_proxy"}
 
 
+def is_curl(example: Example) -> bool:
+    return CURL.match("$ " + example.command) is not None
+
+
 def document_blocks() -> list[Block]:
     return [
         block
@@ -45,25 +50,21 @@ def document_blocks() -> list[Block]:
 
 BLOCKS = document_blocks()
 LIVE = [example for b in BLOCKS if b.live and not b.not_run for example in b.examples()]
-MARKED = [e for b in BLOCKS if b.not_run for e in b.examples() if CURL.match("$ " + e.command)]
+MARKED = [(e, b.not_run) for b in BLOCKS if b.not_run for e in b.examples() if is_curl(e)]
 
 
 def test_every_curl_example_is_run_or_marked(capsys: pytest.CaptureFixture[str]) -> None:
     """A ``$ curl`` line outside a ``text`` block would be neither run nor marked."""
     found = [o for p in DOCUMENTS for o in orphans(p.relative_to(ROOT), p.read_text("utf-8"))]
     assert not found, f"put these in a ```text block, or mark theirs <!-- not run: why -->: {found}"
-    curls = [e for e in LIVE if CURL.match("$ " + e.command)]
+    curls = [e for e in LIVE if is_curl(e)]
     assert curls, "no live example found: the documents or the parser changed"
     with capsys.disabled():
         print(
             f"\ndocs: {len(LIVE)} commands to run against a live server ({len(curls)} curl), "
             f"{len(MARKED)} curl examples marked not run"
-            + "".join(f"\n  not run: {e.id}: {reason(e)}" for e in MARKED)
+            + "".join(f"\n  not run: {e.id}: {why}" for e, why in MARKED)
         )
-
-
-def reason(example: Example) -> str:
-    return next(b.not_run for b in BLOCKS if b.path == example.path and b.line < example.line)
 
 
 def clean_env(**extra: str) -> dict[str, str]:
@@ -93,14 +94,16 @@ def run_script(home: Path, *argv: str) -> None:
 def docs_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
     """``make serve`` on a store of its own, with ``score.py``'s predictions to read back."""
     if shutil.which("curl") is None:
-        why = "no curl binary (apt-get install -y curl; .ci/run installs it)"
-        pytest.fail(why) if os.environ.get("CI") else pytest.skip(why)
+        why = "no curl binary: apt-get install -y curl (.ci/run does)"
+        if os.environ.get("CI"):  # CI installs it: missing there, the examples would go unrun
+            pytest.fail(why)
+        pytest.skip(why)
     root = tmp_path_factory.mktemp("docs")
     home = root / "bentoml"
     run_script(home, "train.py")  # make serve's training: the default models
     run_script(home, "train.py", "--model", "iris", "--param", "C=0.05")
     rows = pd.DataFrame(load_iris().data, columns=["a", "b", "c", "d"])
-    rows.insert(0, "id", [f"row-{i}" for i in np.arange(len(rows))])
+    rows.insert(0, "id", [f"row-{i}" for i in range(len(rows))])
     rows.to_csv(root / "iris_rows.csv", index=False)
     db = f"sqlite:///{root / 'predictions.db'}"
     run_script(home, "score.py", "--model", "iris", "--version", "best", "--quiet",
@@ -147,8 +150,8 @@ def replayed(
                 timeout=COMMAND_TIMEOUT_S,
                 check=False,
             )
-            decode = lambda b: b.decode("utf-8", errors="replace")  # noqa: E731
-            results[example.id] = Ran(decode(done.stdout), decode(done.stderr), done.returncode)
+            out, err = (b.decode("utf-8", errors="replace") for b in (done.stdout, done.stderr))
+            results[example.id] = Ran(out, err, done.returncode)
     say(request, f"docs: ran {len(results)} commands in {time.monotonic() - started:.1f} s")
     return results
 
