@@ -58,11 +58,18 @@ def saved(store: Store, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sa
 def servers(
     store: Store, saved: Saved, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Callable[[str], LiveServer]]:
-    """Each kind of server (:data:`KINDS`), started on first use, serving gate, heavy, iris."""
+    """Each kind of server (:data:`KINDS`), started on first use, serving gate, heavy, iris.
+
+    Each has a BENTOML_HOME of its own whose ``models`` is the session's store: BentoML keeps its
+    Prometheus files under BENTOML_HOME and empties them when a server starts, which would take
+    the runner's gauge that :func:`at_the_runner` reads away from a server already running.
+    """
     started: dict[str, LiveServer] = {}
 
     def server(kind: str) -> LiveServer:
         if kind not in started:
+            home = tmp_path_factory.mktemp(f"home-{kind}")
+            (home / "models").symlink_to(store.home / "models", target_is_directory=True)
             placement, workers = KINDS[kind]
             env = {
                 "OIP_MODELS": "gate,heavy,iris",
@@ -71,8 +78,7 @@ def servers(
                 "OIP_MAX_LATENCY_MS": "60000",  # a held predict must not make queued calls late
                 "OIP_ACCESS_LOG": "0",
             }
-            log = tmp_path_factory.mktemp("unload") / f"{kind}.log"
-            started[kind] = start_server(store.home, env, log)
+            started[kind] = start_server(home, env, home / "server.log")
             wait_until(lambda: len(processes(started[kind])) == workers, "every worker up")
         return started[kind]
 
