@@ -110,6 +110,18 @@ class Gateway:
             self.dataplane = build_dataplane(settings, self.runner, bento=bento)
         app.state.dataplane = self.dataplane
 
+    @bentoml.on_deployment
+    def own_grpc_port() -> None:
+        """In `bentoml serve` itself, once, before any worker: the gRPC port is this server's
+        for its life (its workers share it; another server on it stops here)."""
+        if settings.grpc_port:
+            from adapters.rpc.port import PortUnavailable, own
+
+            try:
+                own(settings.grpc_host, settings.grpc_port)
+            except PortUnavailable as exc:
+                raise SystemExit(f"oip-sklearn: {exc}") from None
+
     @bentoml.on_startup
     async def start_beside_http(self) -> None:
         """gRPC on OIP_GRPC_PORT; OIP_POLL_INTERVAL_S: new versions in the store load by
