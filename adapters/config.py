@@ -30,7 +30,7 @@ OIP_MAX_BODY_BYTES     largest request body, before and after ``67108864`` (64 M
 OIP_POLL_INTERVAL_S    reload served models from the store    ``0`` (off)
                        every N s (new versions, aliases)
 OIP_FAST_LANE          V2 requests skip BentoML's per-request ``1``
-                       middlewares (``adapters/gateway.py``
+                       middlewares (``adapters/bento/gateway.py``
                        lists each one and its stand-in)
 OIP_GRPC_PORT          gRPC (inference.GRPCInferenceService   ``8001``
                        and grpc.health.v1); ``0`` disables
@@ -112,6 +112,7 @@ class Limits:
     request_timeout_s: float = 60.0  # OIP_REQUEST_TIMEOUT_S: the whole request, 504 past it
     read_timeout_s: float = 10.0  # OIP_READ_TIMEOUT_S: a stalled body (or headers), 408
     max_body_bytes: int = 64 * 2**20  # OIP_MAX_BODY_BYTES: before and after decompression, 413
+    max_response_bytes: int = 64 * 2**20  # OIP_MAX_RESPONSE_BYTES: output tensor data, 413
     max_elements: int = 16 * 2**20  # OIP_MAX_ELEMENTS: tensor elements per request, 413
     max_bytes_element: int = 2**20  # OIP_MAX_BYTES_ELEMENT: bytes of one BYTES element, 413
     max_connections: int = 1000  # OIP_MAX_CONNECTIONS: open connections per worker

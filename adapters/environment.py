@@ -71,6 +71,12 @@ class Environment(BaseSettings):
     request_timeout_s: float = Field(60.0, gt=0)
     read_timeout_s: float = Field(10.0, gt=0)
     max_body_bytes: int = Field(64 * 2**20, gt=0)
+    max_response_bytes: int = Field(
+        64 * 2**20,
+        gt=0,
+        description="largest answer: bytes of output tensor data (numbers at their datatype's "
+        "width, BYTES elements at their length + 4), refused before it is built (413)",
+    )
     max_elements: int = Field(16 * 2**20, gt=0)
     max_bytes_element: int = Field(2**20, gt=0)
     max_connections: int = Field(1000, gt=0)
