@@ -8,7 +8,7 @@ PORT   ?= 3000
 BENTO  ?= oip-sklearn:latest
 BACKEND ?= $(or $(BENTOML_CONTAINERIZE_BACKEND),docker)
 
-.PHONY: venv train train-if-empty serve score test test-fast fuzz lint format bento container bench load soak audit clean proto
+.PHONY: venv train train-if-empty serve score test test-fast fuzz lint format docs bento container bench load soak audit clean proto
 
 venv: $(VENV)/.installed
 
@@ -38,8 +38,9 @@ test: venv           ## the whole test suite (what CI runs)
 test-fast: venv      ## everything but the e2e tests (no `bentoml serve` subprocesses)
 	$(BIN)/python -m pytest -m "not e2e"
 
-fuzz: venv           ## schemathesis on every V2 route, both placements, FUZZ_EXAMPLES (500) per operation
-	OIP_FUZZ_EXAMPLES=$(or $(FUZZ_EXAMPLES),500) $(BIN)/python -m pytest -p no:cacheprovider tests/test_fuzz.py
+fuzz: venv           ## schemathesis on every V2 route, both placements side by side, FUZZ_EXAMPLES (500) per operation
+	FUZZ_EXAMPLES=$(or $(FUZZ_EXAMPLES),500) $(BIN)/python -m pytest -p no:cacheprovider \
+		-p no:randomly -n 2 --dist load tests/test_fuzz.py
 
 lint: venv
 	$(BIN)/ruff check .
@@ -49,6 +50,9 @@ lint: venv
 format: venv
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
+
+docs: venv           ## regenerate docs/configuration.md from the settings' definitions (adapters/environment.py)
+	$(BIN)/python -m adapters.reference docs/configuration.md
 
 bento: train-if-empty   ## build the Bento (models, code, pinned packages)
 	$(BIN)/bentoml build

@@ -33,6 +33,26 @@ LOG_TAIL_CHARS = 4000
 # Readiness probes go to this machine: never through an HTTP(S)_PROXY from the environment.
 _DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
+SERVER_PREFIXES = ("OIP_", "BENTOML_")
+"""Variables that configure a server of this project (ours, and BentoML's own)."""
+AMBIENT = frozenset(
+    {"RAY_ADDRESS", *(f"{p}_PROXY" for p in ("HTTP", "HTTPS", "ALL", "NO"))}
+    | {f"{p}_proxy" for p in ("http", "https", "all", "no")}
+)
+"""Variables that send a test's clients or batch jobs elsewhere (a proxy, a Ray cluster)."""
+
+
+def configures_a_server(name: str) -> bool:
+    """Whether a variable of the caller's shell would change how a server or its clients run."""
+    return name.startswith(SERVER_PREFIXES) or name in AMBIENT
+
+
+def clean_environ(environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """``environ`` (default: this process's) without what configures a server: the base the
+    tests build every server's environment on, so a shell's ``OIP_*`` never reaches one."""
+    environ = os.environ if environ is None else environ
+    return {k: v for k, v in environ.items() if not configures_a_server(k)}
+
 
 class ServerStartError(RuntimeError):
     """The server exited, or was not ready in time; the message ends with its log's tail.
@@ -101,6 +121,7 @@ def launch(
     url: str,
     cwd: Path,
     env: Mapping[str, str] | None = None,
+    base_env: Mapping[str, str] | None = None,
     log_path: Path,
     ready_url_path: str = READY_PATH,
     deadline_s: float = 120.0,
@@ -108,14 +129,16 @@ def launch(
 ) -> Server:
     """Start ``argv`` and return once ``url + ready_url_path`` answers 200.
 
-    ``env`` is laid over ``os.environ`` (every caller needs PATH, HOME and the like). The
+    ``env`` is laid over ``base_env``, by default ``os.environ`` (every caller needs PATH, HOME
+    and the like; the tests pass :func:`clean_environ`, the bench and load tests pass theirs
+    through). The
     process gets its own session so that :func:`stop` can signal the whole group (a BentoML
     server is a tree of watcher, gateway and runner processes), stdin from /dev/null so it can
     never wait on a terminal, and stdout+stderr into ``log_path``. If it exits or is not ready
     within ``deadline_s``, it is stopped and :class:`ServerStartError` carries the log's tail.
     """
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    full_env = {**os.environ, **(env or {})}
+    full_env = {**(os.environ if base_env is None else base_env), **(env or {})}
     with log_path.open("wb") as log:  # the child keeps its own copy of the descriptor
         started = time.monotonic()
         proc = subprocess.Popen(
@@ -159,6 +182,7 @@ def serve_gateway(
     *,
     log_path: Path,
     env: Mapping[str, str] | None = None,
+    base_env: Mapping[str, str] | None = None,
     host: str = "127.0.0.1",
     port: int | None = None,
     target: str = "service:Gateway",
@@ -168,7 +192,8 @@ def serve_gateway(
     """``bentoml serve`` of this project on ``host:port`` (a free port if None), once ready.
 
     ``cwd`` defaults to the repository root, where ``service.py`` lives; ``target`` may also be a
-    Bento tag. ``env`` is laid over ``os.environ`` (BENTOML_HOME, OIP_* settings).
+    Bento tag. ``env`` (BENTOML_HOME, OIP_* settings) is laid over ``base_env`` (default:
+    ``os.environ``).
     """
     port = free_port(host) if port is None else port
     return launch(
@@ -176,6 +201,7 @@ def serve_gateway(
         url=f"http://{host}:{port}",
         cwd=cwd,
         env=env,
+        base_env=base_env,
         log_path=log_path,
         deadline_s=deadline_s,
     )

@@ -106,7 +106,7 @@ class Gateway:
 
     def __init__(self) -> None:
         bento = service_of(Gateway).bento
-        with collections_paused():  # what start-up loads is never garbage (adapters/startup.py)
+        with collections_paused():  # what start-up loads is never garbage (bento/startup.py)
             self.dataplane = build_dataplane(settings, self.runner, bento=bento)
         app.state.dataplane = self.dataplane
 

@@ -1,47 +1,9 @@
-"""Server configuration: ``OIP_*`` environment variables (the same in a shell, a Bento and a
-container), over an optional ``OIP_CONFIG`` file; read and validated by
-:mod:`adapters.environment`. Every variable has a default, so ``bentoml serve`` works with none
-set; the limits and security variables are in the README's "Limits and security".
+"""Server configuration, as the code uses it: what is served, where, and within which limits.
 
-=====================  =====================================  =================================
-variable               meaning                                default
-=====================  =====================================  =================================
-OIP_MODELS             comma list of model names to serve     ``iris,diabetes,text``
-OIP_PLACEMENT          ``inprocess`` or ``runner``, for all   ``inprocess``
-                       models or per model (``iris=runner,
-                       text=inprocess``; ``*=`` sets the rest)
-OIP_DEFAULT_VERSION    what unversioned routes answer with:   ``latest``
-                       ``latest``, ``best`` or a version, for
-                       all or per model (``iris=best``)
-OIP_WORKERS            processes of the gateway               ``1``
-OIP_RUNNER_WORKERS     processes of the runner service        ``1``
-OIP_MAX_BATCH_SIZE     adaptive batching: most requests       ``64``
-                       merged into one predict call
-OIP_MAX_LATENCY_MS     adaptive batching: a call expected to  ``10000``
-                       wait longer is refused (503)
-OIP_SERVER_NAME        ``name`` in ``GET /v2``                ``bentoml-oip-sklearn``
-OIP_ACCESS_LOG         one log line per request (``0``/``1``)  ``0``
-OIP_TRACING            OpenTelemetry spans for V2 routes      ``0``
-                       (``0``/``1``; needs OIP_FAST_LANE=0)
-OIP_REQUEST_TIMEOUT_S  deadline of one request (s): past it,  ``60``
-                       504 ``{"error"}``, its predict dropped
-OIP_MAX_BODY_BYTES     largest request body, before and after ``67108864`` (64 MiB)
-                       decompression: past it, 413
-OIP_POLL_INTERVAL_S    reload served models from the store    ``0`` (off)
-                       every N s (new versions, aliases)
-OIP_FAST_LANE          V2 requests skip BentoML's per-request ``1``
-                       middlewares (``adapters/bento/gateway.py``
-                       lists each one and its stand-in)
-OIP_GRPC_PORT          gRPC (inference.GRPCInferenceService   ``8001``
-                       and grpc.health.v1); ``0`` disables
-OIP_GRPC_HOST          address the gRPC server binds          ``127.0.0.1``
-OIP_PREDICTIONS_DB     score.py's database (SQLAlchemy URL): unset
-                       GET .../predictions/{key} reads it
-OIP_CONFIG             a TOML or YAML file: the same settings unset
-                       and per-model sections (placement,
-                       default version, batching, signature
-                       override)
-=====================  =====================================  =================================
+The settings themselves (``OIP_*`` variables, the ``OIP_CONFIG`` file, every default) are
+defined once, in :mod:`adapters.environment`, and read by :mod:`adapters.sources`; the
+dataclasses here take their defaults from those definitions and never write their own.
+Reference: ``docs/configuration.md`` (``make docs``).
 """
 
 from __future__ import annotations
@@ -53,10 +15,11 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from .environment import ConfigError, read
+from .environment import DEFAULTS, ConfigError
 from .signature import Signature
+from .sources import read
 
-DEFAULT_MODELS = ("iris", "diabetes", "text")
+DEFAULT_MODELS = tuple(DEFAULTS.models.split(","))
 
 
 class Placement(enum.StrEnum):
@@ -107,63 +70,51 @@ def _tokens(token: str, path: str) -> tuple[str, ...]:
 
 @dataclass(frozen=True)
 class Limits:
-    """What one request may cost before it is refused: each limit's error names its variable."""
+    """What one request may cost before it is refused: each limit's error names its variable.
+    Every field is the setting of the same name, read as it is."""
 
-    request_timeout_s: float = 60.0  # OIP_REQUEST_TIMEOUT_S: the whole request, 504 past it
-    read_timeout_s: float = 10.0  # OIP_READ_TIMEOUT_S: a stalled body (or headers), 408
-    max_body_bytes: int = 64 * 2**20  # OIP_MAX_BODY_BYTES: before and after decompression, 413
-    max_response_bytes: int = 64 * 2**20  # OIP_MAX_RESPONSE_BYTES: output tensor data, 413
-    max_elements: int = 16 * 2**20  # OIP_MAX_ELEMENTS: tensor elements per request, 413
-    max_bytes_element: int = 2**20  # OIP_MAX_BYTES_ELEMENT: bytes of one BYTES element, 413
-    max_connections: int = 1000  # OIP_MAX_CONNECTIONS: open connections per worker
+    request_timeout_s: float = DEFAULTS.request_timeout_s
+    read_timeout_s: float = DEFAULTS.read_timeout_s
+    max_body_bytes: int = DEFAULTS.max_body_bytes
+    max_response_bytes: int = DEFAULTS.max_response_bytes
+    max_elements: int = DEFAULTS.max_elements
+    max_bytes_element: int = DEFAULTS.max_bytes_element
+    max_connections: int = DEFAULTS.max_connections
 
 
 @dataclass(frozen=True)
 class Batching:
     """How a model's concurrent calls merge: at most ``max_batch_size`` calls in one predict; a
-    call that waited ``max_latency_ms`` for its turn is refused (503, retry later)."""
+    call that waited ``max_latency_ms`` for its turn is refused (503, retry later). The server's
+    values, or a ``[model.<name>]`` section's."""
 
-    max_batch_size: int = 64  # OIP_MAX_BATCH_SIZE, or [model.<name>] max_batch_size
-    max_latency_ms: int = 10000  # OIP_MAX_LATENCY_MS, or [model.<name>] max_latency_ms
-
-
-PLAIN = (
-    "workers",
-    "runner_workers",
-    "max_batch_size",
-    "max_latency_ms",
-    "server_name",
-    "access_log",
-    "tracing",
-    "fast_lane",
-    "poll_interval_s",
-    "grpc_port",
-    "grpc_host",
-    "predictions_db",
-)
-"""Settings read as they are from :class:`~adapters.environment.Environment`."""
+    max_batch_size: int = DEFAULTS.max_batch_size
+    max_latency_ms: int = DEFAULTS.max_latency_ms
 
 
 @dataclass(frozen=True)
 class Settings:
-    """Everything that decides what is served and how."""
+    """Everything that decides what is served and how. A field named after a setting is that
+    setting as it is, unless :meth:`from_env` derives it (lists, per-model mappings, tokens)."""
 
     models: tuple[str, ...] = DEFAULT_MODELS
-    placements: dict[str, str] = field(default_factory=lambda: {"*": "inprocess"})
-    default_versions: dict[str, str] = field(default_factory=lambda: {"*": "latest"})
-    workers: int = 1
-    runner_workers: int = 1
-    max_batch_size: int = 64
-    max_latency_ms: int = 10000
-    server_name: str = "bentoml-oip-sklearn"
-    access_log: bool = False
-    tracing: bool = False
-    fast_lane: bool = True
+    placements: dict[str, str] = field(default_factory=lambda: {"*": DEFAULTS.placement})
+    default_versions: dict[str, str] = field(
+        default_factory=lambda: {"*": DEFAULTS.default_version}
+    )
+    workers: int = DEFAULTS.workers
+    runner_workers: int = DEFAULTS.runner_workers
+    max_batch_size: int = DEFAULTS.max_batch_size
+    max_latency_ms: int = DEFAULTS.max_latency_ms
+    server_name: str = DEFAULTS.server_name
+    access_log: bool = DEFAULTS.access_log
+    tracing: bool = DEFAULTS.tracing
+    fast_lane: bool = DEFAULTS.fast_lane
     limits: Limits = field(default_factory=Limits)
-    poll_interval_s: float = 0.0
-    grpc_port: int = 8001  # 0: no gRPC server
-    grpc_host: str = "127.0.0.1"
-    predictions_db: str = ""  # SQLAlchemy URL of score.py's database: the read-back route
+    poll_interval_s: float = DEFAULTS.poll_interval_s
+    grpc_port: int = DEFAULTS.grpc_port  # 0: no gRPC server
+    grpc_host: str = DEFAULTS.grpc_host
+    predictions_db: str = DEFAULTS.predictions_db  # score.py's database: the read-back route
     auth_tokens: tuple[str, ...] = ()
     cors_origins: tuple[str, ...] = ()
 
@@ -180,19 +131,18 @@ class Settings:
         raw = read(env)
         models = tuple(m.strip() for m in raw.models.split(",") if m.strip()) or DEFAULT_MODELS
         sections = raw.model
-        placements = parse_per_model(raw.placement, "inprocess")
-        defaults = parse_per_model(raw.default_version, "latest")
+        placements = parse_per_model(raw.placement, DEFAULTS.placement)
+        defaults = parse_per_model(raw.default_version, DEFAULTS.default_version)
         for name, section in sections.items():
             if section.placement and name not in _keys(raw.placement):
                 placements[name] = section.placement
             if section.default_version and name not in _keys(raw.default_version):
                 defaults[name] = section.default_version
-        settings = cls(
+        derived: dict[str, Any] = dict(
             models=models,
             placements=placements,
             default_versions=defaults,
             limits=Limits(**{f.name: getattr(raw, f.name) for f in fields(Limits)}),
-            **{name: getattr(raw, name) for name in PLAIN},
             auth_tokens=_tokens(raw.auth_token, raw.auth_tokens_file),
             cors_origins=tuple(o.strip() for o in raw.cors_origins.split(",") if o.strip()),
             signatures={n: _signature(n, s.signature) for n, s in sections.items() if s.signature},
@@ -204,6 +154,8 @@ class Settings:
                 if s.max_batch_size or s.max_latency_ms
             },
         )
+        plain = {f.name: getattr(raw, f.name) for f in fields(cls) if f.name not in derived}
+        settings = cls(**derived, **plain)
         settings.check()
         return settings
 

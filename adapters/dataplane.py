@@ -198,7 +198,10 @@ def model_input(resolved: ModelVersion, inputs: list[Tensor]) -> Any:
     if resolved.signature.frame:
         return frame_input(resolved, inputs)
     if len(specs) != 1:
-        raise Unsupported("models with more than one input tensor are not supported")
+        raise Unsupported(
+            f"model '{resolved.name}' declares {len(specs)} inputs but is not a DataFrame model "
+            "(signature frame): only a DataFrame model takes more than one input tensor"
+        )
     spec = specs[0]
     names = [i.name for i in inputs]
     if names != [spec.name]:

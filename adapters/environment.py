@@ -1,37 +1,27 @@
-"""Reading and validating the configuration: ``OIP_*`` environment variables, over an optional
-file (``OIP_CONFIG``: TOML or YAML), with pydantic-settings.
+"""Every setting, defined once: what each ``OIP_*`` variable (or ``OIP_CONFIG`` file key) may
+hold, with pydantic-settings.
 
-Every value is validated once, when ``service.py`` is imported by ``bentoml serve`` (before any
-worker starts): a bad value stops the server in seconds with one line naming the variable and
-the value, never a worker restart loop. Environment variables win over the file, variable by
-variable.
+Each field of :class:`Environment` is one setting: its name (``OIP_`` + the field's, upper
+case), type, default, constraint, group and description; :class:`ModelSection` holds the keys of
+a ``[model.<name>]`` section of the file. The rest follows from them: :mod:`adapters.config`
+starts from :data:`DEFAULTS`, :mod:`adapters.sources` validates against these types and
+constraints, and the reference, ``docs/configuration.md``, is generated from these descriptions
+by ``make docs`` (:mod:`adapters.reference`).
 
-The file says what variables say badly::
-
-    models = ["iris", "churn"]
-    placement = "inprocess"            # for every model; per model below
-    default_version = "latest"
-    max_batch_size = 64
-
-    [model.churn]
-    placement = "runner"
-    default_version = "best"
-    max_batch_size = 16                # its own batching; the other models keep the server's
-    max_latency_ms = 200
-    signature = { frame = true, inputs = [{ name = "age", datatype = "FP64", shape = [-1] }],
-                  outputs = [{ name = "predict", datatype = "INT64", shape = [-1] }] }
+A new setting is one field here, then ``make docs``. For the code to read it, the dataclass it
+belongs to (:class:`~adapters.config.Settings` or :class:`~adapters.config.Limits`) gets a field
+of the same name whose default is the definition's (``x: int = DEFAULTS.x``); ``from_env``
+fills it by name.
 """
 
 from __future__ import annotations
 
-import os
-import tomllib
-from collections.abc import Mapping
-from pathlib import Path
+import enum
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
-from pydantic_settings import BaseSettings, EnvSettingsSource, PydanticBaseSettingsSource
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.config import JsonDict
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource
 
 PREFIX = "OIP_"
 
@@ -40,16 +30,68 @@ class ConfigError(ValueError):
     """A configuration value that cannot be used: the message names the variable and value."""
 
 
+class Group(enum.StrEnum):
+    """The sections of the reference, in its order."""
+
+    SERVING = "Serving"
+    BATCHING = "Batching"
+    LIMITS = "Limits"
+    SECURITY = "Security"
+    GRPC = "gRPC"
+    OPERATIONS = "Operations"
+
+
+def setting(default: Any, group: Group, description: str, values: str = "", **rules: Any) -> Any:
+    """One setting's definition: ``rules`` are pydantic's constraints (``gt=0``), ``values`` says
+    what a text setting accepts (the reference derives it for numbers and flags)."""
+    return _field(default, description, {"group": group.value}, values, **rules)
+
+
+def key(description: str, values: str = "", **rules: Any) -> Any:
+    """One key of a ``[model.<name>]`` section: unset, the server's setting applies."""
+    return _field(None, description, {}, values, **rules)
+
+
+def _field(default: Any, description: str, extra: JsonDict, values: str, **rules: Any) -> Any:
+    """A pydantic field whose description is one line, with the reference's hints beside it."""
+    if values:
+        extra["values"] = values
+    text = " ".join(description.split())
+    return Field(default, description=text, json_schema_extra=extra, **rules)
+
+
 class ModelSection(BaseModel):
-    """``[model.<name>]`` of the configuration file."""
+    """``[model.<name>]`` of the configuration file: one model's own settings."""
 
     model_config = ConfigDict(extra="forbid")
 
-    placement: str | None = None
-    default_version: str | None = None
-    max_batch_size: int | None = Field(None, gt=0)
-    max_latency_ms: int | None = Field(None, gt=0)
-    signature: dict[str, Any] | None = None
+    placement: str | None = key(
+        """This model's placement. An entry naming it in `OIP_PLACEMENT` (`churn=runner`) wins
+        over this key.""",
+        values="`inprocess` or `runner`",
+    )
+    default_version: str | None = key(
+        """What this model's unversioned routes answer with. An entry naming it in
+        `OIP_DEFAULT_VERSION` (`churn=latest`) wins over this key.""",
+        values="`latest`, `best` or a version",
+    )
+    max_batch_size: int | None = key(
+        """This model's own batching: the most calls merged into one predict. In process the
+        model has its own queue anyway; on the runner it gets its own batchable API
+        (`run_<model>`; BentoML batches per API), the other models share `run`.""",
+        gt=0,
+    )
+    max_latency_ms: int | None = key(
+        """This model's own batching latency budget: a call that waits longer for its turn is
+        refused with 503 and `Retry-After`.""",
+        gt=0,
+    )
+    signature: dict[str, Any] | None = key(
+        """The V2 signature every version of this model is served with, instead of the stored
+        or derived one: `inputs` and `outputs`, each a list of `name`, `datatype`, `shape`;
+        `frame = true` when the inputs are the columns of a pandas DataFrame.""",
+        values="a table",
+    )
 
 
 class Environment(BaseSettings):
@@ -57,38 +99,197 @@ class Environment(BaseSettings):
 
     model_config = ConfigDict(extra="forbid", frozen=True)  # type: ignore[assignment]
 
-    models: str = ""
-    placement: str = ""
-    default_version: str = ""
-    workers: int = Field(1, gt=0)
-    runner_workers: int = Field(1, gt=0)
-    max_batch_size: int = Field(64, gt=0)
-    max_latency_ms: int = Field(10000, gt=0)
-    server_name: str = "bentoml-oip-sklearn"
-    access_log: bool = False
-    tracing: bool = False
-    fast_lane: bool = True
-    request_timeout_s: float = Field(60.0, gt=0)
-    read_timeout_s: float = Field(10.0, gt=0)
-    max_body_bytes: int = Field(64 * 2**20, gt=0)
-    max_response_bytes: int = Field(
-        64 * 2**20,
-        gt=0,
-        description="largest answer: bytes of output tensor data (numbers at their datatype's "
-        "width, BYTES elements at their length + 4), refused before it is built (413)",
+    models: str = setting(
+        "iris,diabetes,text",
+        Group.SERVING,
+        """The models to serve, by their names in the BentoML store (in the file, also a list).
+        Each needs a servable version at start-up. Empty: the default.""",
+        values="comma list of model names",
     )
-    max_elements: int = Field(16 * 2**20, gt=0)
-    max_bytes_element: int = Field(2**20, gt=0)
-    max_connections: int = Field(1000, gt=0)
-    poll_interval_s: float = Field(0.0, ge=0)
-    grpc_port: int = Field(8001, ge=0, le=65535)
-    grpc_host: str = "127.0.0.1"
-    predictions_db: str = ""
-    auth_token: str = ""
-    auth_tokens_file: str = ""
-    cors_origins: str = ""
-    config: str = ""
-    model: dict[str, ModelSection] = Field(default_factory=dict)
+    placement: str = setting(
+        "inprocess",
+        Group.SERVING,
+        """Where each model's predict runs: `inprocess` (in the gateway process, off the event
+        loop) or `runner` (in a separate BentoML runner service, with adaptive batching). One
+        value for every model, or per model: `iris=runner,text=inprocess`; `*=` sets the models
+        not named (`iris=runner,*=inprocess`).""",
+        values="`inprocess`, `runner`, or per model `name=value,...`",
+    )
+    default_version: str = setting(
+        "latest",
+        Group.SERVING,
+        """What the routes without `/versions/{version}` answer with: `latest` (the newest
+        version), `best` (the best selection metric) or a version. One value for every model,
+        or per model: `iris=best,text=latest`; `*=` sets the models not named. A version that
+        does not exist stops start-up.""",
+        values="`latest`, `best`, a version, or per model `name=value,...`",
+    )
+    workers: int = setting(
+        1,
+        Group.SERVING,
+        """Processes of the gateway (HTTP and gRPC). Each has its own registry and in-process
+        executors; gRPC binds its port in every one (SO_REUSEPORT).""",
+        gt=0,
+    )
+    runner_workers: int = setting(
+        1,
+        Group.SERVING,
+        "Processes of the runner service, which starts only when a model is placed on `runner`.",
+        gt=0,
+    )
+    poll_interval_s: float = setting(
+        0.0,
+        Group.SERVING,
+        """Every N seconds, load the new versions and moved aliases of the served models from
+        the store (as `POST /v2/repository/models/{name}/load` does); `0` is off.""",
+        ge=0,
+    )
+    config: str = setting(
+        "",
+        Group.SERVING,
+        """A configuration file: TOML, or YAML when it ends in `.yaml` or `.yml`. It holds the
+        same settings (lower-case names without `OIP_`) and `[model.<name>]` sections;
+        variables win over it. A file that cannot be read or parsed stops start-up.""",
+        values="a path",
+    )
+    max_batch_size: int = setting(
+        64,
+        Group.BATCHING,
+        """Adaptive batching: the most concurrent calls of one model merged into one predict,
+        in both placements. Per model: `max_batch_size` in `[model.<name>]`.""",
+        gt=0,
+    )
+    max_latency_ms: int = setting(
+        10000,
+        Group.BATCHING,
+        """Adaptive batching: a call that waits longer than this for its turn is refused with
+        503 and `Retry-After`. Per model: `max_latency_ms` in `[model.<name>]`.""",
+        gt=0,
+    )
+    request_timeout_s: float = setting(
+        60.0,
+        Group.LIMITS,
+        """Deadline of one inference request, body to answer, REST and gRPC. Past it: 504
+        `{"error"}` (gRPC DEADLINE_EXCEEDED); a queued predict is dropped, a chunked one stops
+        at its next chunk. BentoML's own `traffic.timeout` is one second later, a backstop.""",
+        gt=0,
+    )
+    read_timeout_s: float = setting(
+        10.0,
+        Group.LIMITS,
+        """Longest silence while a client sends a request body (past it, 408), and the time it
+        has to send complete request headers (past it, the connection is closed).""",
+        gt=0,
+    )
+    max_body_bytes: int = setting(
+        64 * 2**20,
+        Group.LIMITS,
+        """Largest request body, on `Content-Length`, while reading and after decompression:
+        past it, 413 (a decompression bomb stops at the limit). Also the largest gRPC message
+        received (RESOURCE_EXHAUSTED).""",
+        gt=0,
+    )
+    max_response_bytes: int = setting(
+        64 * 2**20,
+        Group.LIMITS,
+        """Largest answer, counted as its output tensors' data (numbers at their datatype's
+        width, a BYTES element at its UTF-8 length + 4: what gRPC and the binary extension
+        send; JSON writes the same data as text). Past it, 413 (gRPC RESOURCE_EXHAUSTED),
+        before predict when the signature sizes the outputs, else before encoding.""",
+        gt=0,
+    )
+    max_elements: int = setting(
+        16 * 2**20,
+        Group.LIMITS,
+        """Most tensor elements in one request, counted from the shapes before anything is
+        decoded: past it, 413.""",
+        gt=0,
+    )
+    max_bytes_element: int = setting(
+        2**20, Group.LIMITS, "Largest single element of a BYTES tensor: past it, 413.", gt=0
+    )
+    max_connections: int = setting(
+        1000,
+        Group.LIMITS,
+        """Most open connections per gateway worker: past it, a new connection is closed at
+        once (one log line a second says so).""",
+        gt=0,
+    )
+    auth_token: str = setting(
+        "",
+        Group.SECURITY,
+        """A bearer token every route requires (`Authorization: Bearer <token>`; gRPC: the
+        `authorization` metadata) except the probes: `/v2/health/live`, `/v2/health/ready`,
+        `/livez`, `/readyz`, `/healthz` and gRPC health. Without it: 401 `{"error"}` with
+        `WWW-Authenticate: Bearer` (gRPC UNAUTHENTICATED). Compared in constant time, never
+        logged. Unset (and no tokens file): no authentication.""",
+        values="a token",
+    )
+    auth_tokens_file: str = setting(
+        "",
+        Group.SECURITY,
+        """A file of further accepted tokens, one a line (lines starting with `#` are comments),
+        for rotation. Read at start-up; a file that cannot be read stops it.""",
+        values="a path",
+    )
+    cors_origins: str = setting(
+        "",
+        Group.SECURITY,
+        """Origins allowed cross-origin requests (preflights are answered before auth). Unset:
+        no CORS.""",
+        values="comma list of origins",
+    )
+    grpc_port: int = setting(
+        8001,
+        Group.GRPC,
+        """Port of the gRPC server (`inference.GRPCInferenceService` and `grpc.health.v1`);
+        `0` turns gRPC off. The port is one server's: held by another process, it stops
+        start-up with one line naming it.""",
+        ge=0,
+        le=65535,
+    )
+    grpc_host: str = setting(
+        "127.0.0.1",
+        Group.GRPC,
+        "Address the gRPC server binds; `0.0.0.0` for every interface (the container image's).",
+        values="an address",
+    )
+    server_name: str = setting(
+        "bentoml-oip-sklearn", Group.OPERATIONS, "The `name` in `GET /v2`.", values="text"
+    )
+    access_log: bool = setting(
+        False,
+        Group.OPERATIONS,
+        """One log line per HTTP request. Off by default: BentoML relays every worker's output
+        through its arbiter process, and a line per request costs about 30 % of small-request
+        throughput and most of the p99 tail.""",
+    )
+    tracing: bool = setting(
+        False,
+        Group.OPERATIONS,
+        """OpenTelemetry spans for the V2 routes and the runner's; needs `OIP_FAST_LANE=0`.
+        Off, they are left out of tracing: a span costs more than a small predict, and no
+        exporter is configured by default.""",
+    )
+    fast_lane: bool = setting(
+        True,
+        Group.OPERATIONS,
+        """V2 requests skip BentoML's per-request middlewares straight to the V2 router;
+        `adapters/bento/gateway.py` lists each one and what stands in for it. `0`: the full BentoML
+        stack, same V2 behaviour.""",
+    )
+    predictions_db: str = setting(
+        "",
+        Group.OPERATIONS,
+        """The database `score.py` writes predictions to: `GET
+        /v2/models/{name}/predictions/{key}` reads them back from it (unset: that route
+        answers 404).""",
+        values="a SQLAlchemy URL",
+    )
+    model: dict[str, ModelSection] = Field(
+        default_factory=dict,
+        description="The `[model.<name>]` sections of the file (file only).",
+    )
 
     @classmethod
     def settings_customise_sources(
@@ -99,74 +300,10 @@ class Environment(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        return (init_settings,)  # see read(): the variables and the file arrive as init values
-
-
-class _Variables(EnvSettingsSource):
-    """``OIP_*`` variables from a given mapping (the process environment, or a test's)."""
-
-    def __init__(self, settings_cls: type[BaseSettings], variables: Mapping[str, str]) -> None:
-        self.variables = variables
-        super().__init__(settings_cls, env_prefix=PREFIX, case_sensitive=False)
-
-    def _load_env_vars(self) -> Mapping[str, str | None]:
-        return {k.lower(): v for k, v in self.variables.items() if k.startswith(PREFIX)}
-
-
-def read(variables: Mapping[str, str] | None = None) -> Environment:
-    """The validated configuration from ``variables`` (default: the process environment) over
-    the ``OIP_CONFIG`` file.
-
-    Raises:
-        ConfigError: one line naming the variable (or file key) and the bad value.
-    """
-    variables = os.environ if variables is None else variables
-    unknown = sorted(
-        k for k in variables if k.startswith(PREFIX) and k[len(PREFIX) :].lower() not in FIELDS
-    )
-    if unknown:
-        raise ConfigError(f"{unknown[0]}: not a setting of this server (known: see README)")
-    values: dict[str, Any] = {}
-    path = variables.get(f"{PREFIX}CONFIG", "").strip()
-    if path:
-        values.update(_file(Path(path)))
-    from_file = set(values)
-    from_env = _Variables(Environment, variables)()
-    values.update(from_env)
-    try:
-        return Environment(**values)
-    except ValidationError as exc:
-        raise ConfigError(_first_problem(exc, values, from_file - set(from_env))) from None
+        return (init_settings,)  # the variables and the file arrive as init values (sources.py)
 
 
 FIELDS = frozenset(Environment.model_fields) - {"model"}
-
-
-def _file(path: Path) -> dict[str, Any]:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(f"OIP_CONFIG: cannot read {str(path)!r} ({exc.strerror})") from None
-    try:
-        if path.suffix in (".yaml", ".yml"):
-            import yaml
-
-            data = yaml.safe_load(text) or {}
-        else:
-            data = tomllib.loads(text)
-    except Exception as exc:
-        raise ConfigError(f"OIP_CONFIG: {str(path)!r} is not valid ({exc})") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"OIP_CONFIG: {str(path)!r} must hold a table of settings")
-    if isinstance(data.get("models"), list):
-        data["models"] = ",".join(map(str, data["models"]))
-    return data
-
-
-def _first_problem(exc: ValidationError, values: Mapping[str, Any], from_file: set[str]) -> str:
-    error = exc.errors(include_url=False)[0]
-    where = error["loc"]
-    key = str(where[0]) if where else "?"
-    name = f"OIP_CONFIG {'.'.join(map(str, where))}" if key in from_file else PREFIX + key.upper()
-    value = values.get(key, error.get("input")) if len(where) == 1 else error.get("input")
-    return f"{name}={str(value)[:100]!r}: {error['msg'][0].lower()}{error['msg'][1:]}"
+"""The settings a variable can set: every field but the file's sections."""
+DEFAULTS = Environment()
+"""Every setting's default: what :mod:`adapters.config` starts from."""

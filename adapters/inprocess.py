@@ -64,8 +64,10 @@ class InProcess:
         inline_max_rows: int = 16,
         inline_budget_s: float = 0.0005,
         chunk_rows: int = 1024,
+        clock: Callable[[], float] = time.perf_counter,
     ) -> None:
         self.estimators = Estimators(estimators or {})
+        self.clock = clock  # times small calls (the inline decision); a test's own clock
         self.batching = batching  # by model name
         self.inline_max_rows = inline_max_rows
         self.inline_budget_s = inline_budget_s
@@ -96,9 +98,9 @@ class InProcess:
         self, version: ModelVersion, methods: tuple[str, ...], rows: Array
     ) -> dict[str, Array]:
         if self.runs_inline(version.tag, len(rows)):
-            start = time.perf_counter()
+            start = self.clock()
             result = predict_one(self.estimators[version.tag], methods, rows)
-            self._timed(version.tag, time.perf_counter() - start)
+            self._timed(version.tag, self.clock() - start)
             return unwrap(result)
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Result] = loop.create_future()
@@ -153,13 +155,13 @@ class InProcess:
     def _run(self, batch: list[Queued]) -> list[Result]:
         """In a worker thread: one merged predict, or a lone big call chunk by chunk."""
         calls = [call for call, _, _, _ in batch]
-        start = time.perf_counter()
+        start = self.clock()
         if len(calls) == 1 and len(calls[0][2]) > self.chunk_rows:
             results = [self._chunked(calls[0], batch[0][2])]
         else:
             results = predict_batch(self.estimators, calls)
         if len(calls) == 1 and len(calls[0][2]) <= self.inline_max_rows:
-            self._timed(calls[0][0], time.perf_counter() - start)
+            self._timed(calls[0][0], self.clock() - start)
         self.batch_sizes.observe(len(calls))
         return results
 

@@ -79,8 +79,10 @@ ERRORS = {  # status -> (when, a real message)
           "Content-Encoding 'br' is not supported; use gzip, deflate or none"),
     500: ("The model produced an output V2 cannot carry (logged; the message is opaque).",
           "Internal server error"),
-    501: ("A model with more than one input tensor.",
-          "models with more than one input tensor are not supported"),
+    501: ("A model whose signature declares several inputs without being a DataFrame model "
+          "(frame): only a hand-written signature can say that.",
+          "model 'm' declares 2 inputs but is not a DataFrame model (signature frame): only a "
+          "DataFrame model takes more than one input tensor"),
     503: ("Not ready: the server is still loading its models (infer: also the runner over its "
           "latency budget, with Retry-After).", "the server is still loading its models"),
     504: ("The request ran past OIP_REQUEST_TIMEOUT_S; its queued predict is dropped.",

@@ -26,6 +26,7 @@ JSON_OPTIONS = orjson.OPT_SERIALIZE_NUMPY
 M = TypeVar("M", bound=BaseModel)
 DEFAULT_LIMITS = Limits()
 MAX_PROBLEMS = 10
+MAX_PROBLEM_CHARS = 300
 
 
 def read_infer_request(
@@ -179,7 +180,9 @@ def describe_validation_error(exc: ValidationError) -> str:
             problems.append("the body must be a JSON object")
         else:
             problems.append(f"{where}: {error['msg']}" if where else error["msg"])
-    problems = [p if len(p) <= 300 else p[:297] + "..." for p in problems]
+    problems = [
+        p if len(p) <= MAX_PROBLEM_CHARS else p[: MAX_PROBLEM_CHARS - 3] + "..." for p in problems
+    ]
     more = exc.error_count() - len(problems)
     if more > 0:
         problems.append(f"and {more} more")

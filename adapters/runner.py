@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from http import HTTPStatus
 from typing import Any
 
@@ -49,6 +49,7 @@ class RunnerClient:
         retry_s: float = 0.1,
         retry_timeout_s: float = 0.25,
         chunk_rows: int = 8192,
+        clock: Callable[[], float] = time.monotonic,
     ):
         import aiohttp  # here, not at module level: only a gateway with a runner pays for it
 
@@ -60,6 +61,7 @@ class RunnerClient:
         self.retry_s = retry_s
         self.retry_timeout_s = retry_timeout_s
         self.chunk_rows = chunk_rows
+        self.clock = clock  # when readiness was last asked; a test's own clock
         self._known: bool | None = None  # the last answer; None before the first
         self._checked_at = float("-inf")
         self._checking: asyncio.Task[None] | None = None
@@ -115,7 +117,7 @@ class RunnerClient:
 
     async def ready(self) -> bool:
         ttl = self.ready_ttl_s if self._known else self.retry_s
-        stale = time.monotonic() - self._checked_at >= ttl
+        stale = self.clock() - self._checked_at >= ttl
         if stale and self._checking is None:
             self._checking = asyncio.get_running_loop().create_task(self._check())
         if self._known is None and self._checking is not None:
@@ -130,5 +132,5 @@ class RunnerClient:
         except Exception:  # not up, gone or hung: connection refused, timeout, 503
             self._known = False
         finally:
-            self._checked_at = time.monotonic()
+            self._checked_at = self.clock()
             self._checking = None

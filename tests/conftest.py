@@ -1,7 +1,14 @@
 """Shared fixtures: a temporary BENTOML_HOME with tiny real models, and a live server.
 
 BENTOML_HOME must be set before bentoml is first imported (it reads it at import time), so it
-is set here, at collection, for the whole session; nothing touches the user's store.
+is set here, at collection, for the whole session (per process: each pytest-xdist worker has
+its own store, ports and files); nothing touches the user's store.
+
+**The tests own their environment.** Whatever the shell carries that configures this server or
+its tools (``OIP_*``, ``BENTOML_*``, ``RAY_ADDRESS``, HTTP proxies) is removed from this
+process's environment at collection (the header of the run lists what was), so that neither the
+in-process tests (``Settings.from_env()``) nor any subprocess inherits it; servers started here
+get an environment built from that clean base plus what the test sets.
 """
 
 from __future__ import annotations
@@ -18,13 +25,26 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-_HOME = Path(tempfile.mkdtemp(prefix="oip-test-bentoml-"))
-os.environ["BENTOML_HOME"] = str(_HOME)
-os.environ["BENTOML_DO_NOT_TRACK"] = "true"
 sys.path.insert(0, str(ROOT))
 
 import liveserver  # noqa: E402
+
+IGNORED_FROM_SHELL = sorted(k for k in os.environ if liveserver.configures_a_server(k))
+for _name in IGNORED_FROM_SHELL:
+    del os.environ[_name]
+_HOME = Path(tempfile.mkdtemp(prefix="oip-test-bentoml-"))
+os.environ["BENTOML_HOME"] = str(_HOME)
+os.environ["BENTOML_DO_NOT_TRACK"] = "true"
+
 import train  # noqa: E402
+
+
+def pytest_report_header() -> list[str]:
+    if not IGNORED_FROM_SHELL:
+        return []
+    return [
+        f"ignored from the shell (tests own their environment): {', '.join(IGNORED_FROM_SHELL)}"
+    ]
 
 
 @dataclass(frozen=True)
@@ -104,18 +124,36 @@ def start_server(
 
     Raises :class:`liveserver.ServerStartError` (a RuntimeError) with the log's tail otherwise.
     """
-    grpc = {"OIP_GRPC_PORT": str(free_port()), "OIP_GRPC_HOST": "127.0.0.1"}
-    env = {**grpc, **env}  # a free gRPC port each: servers of one session never share one
-    server = liveserver.serve_gateway(
-        log_path=log,
-        env={"BENTOML_HOME": str(home), **env},
-        target=target,
-        cwd=ROOT,
-        deadline_s=deadline_s,
-    )
-    placement = env.get("OIP_PLACEMENT", "inprocess")
-    address = f"127.0.0.1:{env['OIP_GRPC_PORT']}"
-    return LiveServer(server.url, placement, server.proc, log, address)
+    for attempt in range(PORT_ATTEMPTS):
+        grpc = {"OIP_GRPC_PORT": str(free_port()), "OIP_GRPC_HOST": "127.0.0.1"}
+        full = {**grpc, **env}  # a free gRPC port each: servers of one session never share one
+        try:
+            server = liveserver.serve_gateway(
+                log_path=log,
+                env={"BENTOML_HOME": str(home), "BENTOML_DO_NOT_TRACK": "true", **full},
+                base_env=liveserver.clean_environ(),
+                target=target,
+                cwd=ROOT,
+                deadline_s=deadline_s,
+            )
+        except liveserver.ServerStartError as exc:
+            # another process (a parallel test worker) took a free port before the server
+            # bound it: try other ports; any other failure is the test's
+            if attempt + 1 < PORT_ATTEMPTS and port_taken(log):
+                continue
+            raise exc from None
+        placement = full.get("OIP_PLACEMENT", "inprocess")
+        address = f"127.0.0.1:{full['OIP_GRPC_PORT']}"
+        return LiveServer(server.url, placement, server.proc, log, address)
+    raise AssertionError("unreachable")
+
+
+PORT_ATTEMPTS = 3
+
+
+def port_taken(log: Path) -> bool:
+    """Whether a server's log says one of its ports was in use."""
+    return "in use" in liveserver.log_tail(log, 20000).lower()
 
 
 def stop_server(server: LiveServer) -> None:

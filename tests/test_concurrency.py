@@ -18,6 +18,7 @@ import pytest
 from sklearn.datasets import load_iris
 
 from .conftest import LiveServer, Store
+from .traffic import Recorded, join_all
 
 pytestmark = pytest.mark.e2e
 
@@ -97,7 +98,7 @@ def test_a_slow_predict_does_not_stall_health_or_metadata(live: LiveServer) -> N
         finally:
             done.set()
 
-    worker = threading.Thread(target=slow)
+    worker = Recorded(slow, name="slow-request")
     worker.start()
     waits: list[float] = []
     deadline = time.monotonic() + 120
@@ -108,11 +109,12 @@ def test_a_slow_predict_does_not_stall_health_or_metadata(live: LiveServer) -> N
             assert client.get("/v2/models/iris").status_code == 200
             waits.append(time.monotonic() - start)
             time.sleep(0.01)
-    worker.join(timeout=120)
+    join_all([worker], timeout_s=120)
     assert result.get("status") == 200, result
     seconds = result["seconds"]
     print(f"big request {seconds:.2f}s, health+metadata max {max(waits):.3f}s over {len(waits)}")
-    # Had the predict run on the event loop, a health+metadata round trip would have waited for
-    # most of it; in a worker thread (or the runner) the loop keeps answering between GIL turns.
-    assert len(waits) >= 5
-    assert max(waits) < 0.25 * seconds, (max(waits), seconds)
+    # Had the predict run on the event loop, no health+metadata round trip could have been
+    # answered during its ~0.9 s (a blocked loop answers them after it: one or two, not ten); in
+    # a worker thread (or the runner) the loop keeps answering between GIL turns. A count, not a
+    # latency: how fast each answer is depends on the machine's load.
+    assert len(waits) >= 10, len(waits)

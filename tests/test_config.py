@@ -3,13 +3,21 @@
 from __future__ import annotations
 
 import re
+from dataclasses import fields
 from pathlib import Path
 
 import pytest
 import yaml
 
-from adapters.config import DEFAULT_MODELS, Batching, Placement, Settings, parse_per_model
-from adapters.environment import ConfigError
+from adapters.config import (
+    DEFAULT_MODELS,
+    Batching,
+    Limits,
+    Placement,
+    Settings,
+    parse_per_model,
+)
+from adapters.environment import FIELDS, ConfigError
 from adapters.signature import Signature
 
 
@@ -19,6 +27,19 @@ def test_defaults() -> None:
     assert settings.placement("iris") is Placement.INPROCESS
     assert settings.default_version("iris") == "latest"
     assert settings.access_log is False
+
+
+def test_the_dataclasses_default_to_the_definitions() -> None:
+    """Settings(), Limits() and Batching() hold what no variable at all gives."""
+    assert Settings() == Settings.from_env({})
+    assert Batching() == Settings.from_env({}).batching("iris")
+
+
+def test_every_setting_reaches_the_code() -> None:
+    """A setting is a field of Settings or Limits of the same name, or one from_env derives."""
+    derived = {"placement", "default_version", "auth_token", "auth_tokens_file", "config"}
+    names = {f.name for f in fields(Settings)} | {f.name for f in fields(Limits)}
+    assert FIELDS - derived <= names
 
 
 def test_per_model_placement_and_default_version() -> None:

@@ -2,7 +2,7 @@
 
 schemathesis reads ``GET /v2/docs/openapi.json`` from a real server (once per placement,
 ``inprocess`` and ``runner``, serving iris and text) and sends each documented operation its
-explicit examples, deterministic coverage cases and ``OIP_FUZZ_EXAMPLES`` generated requests
+explicit examples, deterministic coverage cases and ``FUZZ_EXAMPLES`` generated requests
 (valid and invalid ones). Every answer must:
 
 * not be a server error (``not_a_server_error``: no 5xx);
@@ -18,10 +18,12 @@ answers 200 (it unloaded iris or text) both models are loaded again before the n
 every operation keeps seeing the same served models. The server is this module's own, so
 nothing here can disturb the shared ``live`` server of the other tests.
 
-The budget is an environment variable, so ``make fuzz`` runs this same test for longer:
+The budget is an environment variable, so ``make fuzz`` runs this same test for longer (not an
+``OIP_*`` name: those configure the server, and the tests start every server without the
+shell's):
 
-    OIP_FUZZ_EXAMPLES  generated requests per operation (default 15)
-    OIP_FUZZ_SEED      the seed (default 20250601); runs with the same seed send the same requests
+    FUZZ_EXAMPLES  generated requests per operation (default 15)
+    FUZZ_SEED      the seed (default 20250601); runs with the same seed send the same requests
 """
 
 from __future__ import annotations
@@ -39,8 +41,8 @@ from schemathesis.pytest.lazy import get_all_tests
 
 from .conftest import LiveServer, Store, start_server, stop_server
 
-EXAMPLES = int(os.environ.get("OIP_FUZZ_EXAMPLES", "15"))
-SEED = int(os.environ.get("OIP_FUZZ_SEED", "20250601"))
+EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "15"))
+SEED = int(os.environ.get("FUZZ_SEED", "20250601"))
 MODELS = "iris,text"
 REQUEST_TIMEOUT_S = 30.0
 DOCUMENT_PATH = "/v2/docs/openapi.json"

@@ -5,7 +5,6 @@ server share it."""
 
 from __future__ import annotations
 
-import os
 import re
 import socket
 import subprocess
@@ -148,9 +147,8 @@ def test_a_second_server_on_the_grpc_port_stops_and_the_first_serves_on(
 ) -> None:
     host, number = two_workers.grpc.rsplit(":", 1)
     http_port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("OIP_")}
-    env |= {"BENTOML_HOME": str(store.home), "OIP_MODELS": "iris"}
-    env |= {"OIP_GRPC_HOST": host, "OIP_GRPC_PORT": number}
+    env = liveserver.clean_environ() | {"BENTOML_HOME": str(store.home), "OIP_MODELS": "iris"}
+    env |= {"OIP_GRPC_HOST": host, "OIP_GRPC_PORT": number, "BENTOML_DO_NOT_TRACK": "true"}
     second = subprocess.Popen(  # its own session: stopped whole if it does not stop by itself
         liveserver.gateway_argv(http_port),
         cwd=ROOT,

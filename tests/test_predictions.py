@@ -158,7 +158,7 @@ def test_other_databases_are_refused() -> None:
 
 def test_the_read_back_route_answers_a_stored_prediction(store: Store, tmp_path: Path) -> None:
     """score.py writes, the server reads back (GET /v2/models/iris/versions/{v}/predictions/key)
-    in the V2 response shape; unknown keys are 404, no database configured is 501."""
+    in the V2 response shape; unknown keys are 404, and so is any key with no database set."""
     from starlette.testclient import TestClient
 
     from adapters import Settings, build_app, build_dataplane

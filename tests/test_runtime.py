@@ -5,6 +5,7 @@ mapping and readiness."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 import time
 from datetime import UTC, datetime
@@ -66,18 +67,43 @@ def test_one_bad_call_in_a_merged_batch_fails_alone() -> None:
 
 
 class Switchable:
-    """A real estimator whose predict can be made slow, as a heavy version or input would."""
+    """A real estimator whose predict can be made slow, as a heavy version or input would, or be
+    held at a gate the test opens (no sleep stands in for "the predict is running")."""
 
     def __init__(self, estimator: Any) -> None:
         self.estimator = estimator
         self.delay_s = 0.0
         self.threads: list[str] = []
+        self.clock: FakeClock | None = None  # advanced by delay_s instead of sleeping
+        self.hold_at: int | None = None  # the call (1-based) that waits at the gate
+        self.entered = threading.Event()  # that call has started
+        self.gate = threading.Event()  # ... and goes on once this is set
 
     def predict(self, rows: np.ndarray) -> np.ndarray:
         self.threads.append(threading.current_thread().name)
-        if self.delay_s:
+        if len(self.threads) == self.hold_at:
+            self.entered.set()
+            assert self.gate.wait(timeout=60), "the test never opened the gate"
+        if self.clock is not None:
+            self.clock.now += self.delay_s
+        elif self.delay_s:
             time.sleep(self.delay_s)
         return np.asarray(self.estimator.predict(rows))
+
+
+class FakeClock:
+    """A clock that moves only when told: timing decisions without timing."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+async def entered(model: Switchable) -> None:
+    """Until the held call of ``model`` has started (in its worker thread)."""
+    assert await asyncio.to_thread(model.entered.wait, 60), "the held call never started"
 
 
 def iris_version(tag: str = "iris:a") -> ModelVersion:
@@ -88,7 +114,8 @@ def iris_version(tag: str = "iris:a") -> ModelVersion:
 
 def test_quick_models_run_inline_and_a_model_that_turns_slow_leaves_the_loop() -> None:
     model = Switchable(A)
-    executor = InProcess({"iris:a": model}, inline_budget_s=0.01)  # generous: CI is noisy
+    model.clock = clock = FakeClock()  # a call costs exactly its delay_s
+    executor = InProcess({"iris:a": model}, inline_budget_s=0.01, clock=clock)
     version = iris_version()
     main = threading.current_thread().name
 
@@ -139,17 +166,19 @@ def test_an_estimator_refusing_the_input_is_a_400() -> None:
 
 def test_an_abandoned_call_is_not_run() -> None:
     model = Switchable(A)
-    model.delay_s = 0.2
+    model.hold_at = 1
     executor = InProcess({"iris:a": model})
 
     async def scenario() -> None:
         first = asyncio.ensure_future(executor.predict(iris_version(), ("predict",), X[:1]))
-        await asyncio.sleep(0.05)  # the first predict is running in the worker thread
+        await entered(model)  # the first predict is running in the worker thread
         second = asyncio.ensure_future(executor.predict(iris_version(), ("predict",), X[1:2]))
-        await asyncio.sleep(0)
+        await asyncio.sleep(0)  # queued behind it
         second.cancel()  # e.g. its deadline passed while it was queued
+        model.gate.set()
         await first
-        await asyncio.sleep(0.05)
+        while executor.drainers:  # the drainer has gone past the abandoned call
+            await asyncio.sleep(0.01)
 
     asyncio.run(scenario())
     assert len(model.threads) == 1
@@ -213,7 +242,6 @@ def test_big_calls_go_to_the_runner_in_chunks() -> None:
 
 def test_big_in_process_calls_run_in_chunks_and_stop_when_abandoned() -> None:
     model = Switchable(A)
-    model.delay_s = 0.05
     executor = InProcess({"iris:a": model}, chunk_rows=10)
     whole = asyncio.run(executor.predict(iris_version(), ("predict",), X[:95]))
     assert whole["predict"].tolist() == A.predict(X[:95]).tolist()
@@ -221,32 +249,38 @@ def test_big_in_process_calls_run_in_chunks_and_stop_when_abandoned() -> None:
 
     async def abandon() -> None:
         task = asyncio.ensure_future(executor.predict(iris_version(), ("predict",), X[:100]))
-        await asyncio.sleep(0.12)  # two or three chunks in
+        await entered(model)  # the third chunk is running
         task.cancel()
-        await asyncio.sleep(0.2)
+        with contextlib.suppress(asyncio.CancelledError):
+            await task  # cancelled: its call is marked abandoned (a callback of its future)
+        model.gate.set()
+        while executor.drainers:
+            await asyncio.sleep(0.01)
 
     model.threads.clear()
+    model.hold_at = 3
     asyncio.run(abandon())
-    assert 1 <= len(model.threads) <= 4  # stopped long before the 10 chunks
+    assert len(model.threads) == 3  # the chunk running when abandoned finished; no other began
 
 
 def test_one_model_does_not_wait_behind_another() -> None:
     slow, quick = Switchable(A), Switchable(B)
-    slow.delay_s = 0.5
+    slow.hold_at = 1  # busy until the test opens the gate
     executor = InProcess({"iris:a": slow, "iris:b": quick}, inline_budget_s=0.0)
 
-    async def scenario() -> float:
+    async def scenario() -> None:
         busy = asyncio.ensure_future(executor.predict(iris_version("iris:a"), ("predict",), X[:1]))
-        await asyncio.sleep(0.05)
+        await entered(slow)
         other = ModelVersion("other", "b", iris_version().signature, "x", iris_version().created)
         executor.estimators["other:b"] = quick
-        start = time.perf_counter()
-        await executor.predict(other, ("predict",), X[:1])
-        elapsed = time.perf_counter() - start
+        # answered while the other model's predict still holds its worker (60 s: "no hang")
+        out = await asyncio.wait_for(executor.predict(other, ("predict",), X[:1]), 60)
+        assert out["predict"].tolist() == B.predict(X[:1]).tolist()
+        assert not busy.done()
+        slow.gate.set()
         await busy
-        return elapsed
 
-    assert asyncio.run(scenario()) < 0.3  # not the 0.45 s left of the other model's predict
+    asyncio.run(scenario())
 
 
 def test_an_overloaded_runner_is_a_503() -> None:
@@ -262,56 +296,91 @@ def test_a_refused_input_on_the_runner_is_a_400() -> None:
         asyncio.run(RunnerClient(runner).predict(iris_version(), ("predict",), X[:1]))
 
 
+class Hanging(FakeRunner):
+    """Its readiness check hangs until the test lets it answer."""
+
+    def __init__(self) -> None:
+        super().__init__(run=[])
+        self.answer: asyncio.Future[bool] | None = None
+
+    async def ready(self) -> bool:
+        self.calls["ready"] += 1
+        self.answer = asyncio.get_running_loop().create_future()
+        return await self.answer
+
+
 def test_readiness_is_refreshed_in_the_background_and_never_waits_on_the_runner() -> None:
     runner = FakeRunner(run=[], ready=[True, ConnectionRefusedError(), "hang", True])
+    clock = FakeClock()
     client = RunnerClient(
-        runner, ready_ttl_s=0.1, ready_timeout_s=0.1, retry_s=0.1, retry_timeout_s=0.1
+        runner, ready_ttl_s=1, ready_timeout_s=0.1, retry_s=1, retry_timeout_s=0.1, clock=clock
     )
 
-    async def answer() -> tuple[bool, float]:
-        start = time.perf_counter()
-        state = await client.ready()
-        return state, time.perf_counter() - start
+    async def settle() -> None:
+        """Let the background check (if any) finish: answer, refusal or its 0.1 s timeout."""
+        while client._checking is not None:
+            await asyncio.sleep(0.01)
 
     async def scenario() -> list[bool]:
-        states = [(await answer())[0]]  # the first answer is awaited
-        states.append((await answer())[0])  # remembered
-        await asyncio.sleep(0.15)
-        stale, waited = await answer()  # the last answer, while the runner is asked again
-        assert waited < 0.05
-        states.append(stale)
-        await asyncio.sleep(0.05)
-        states.append((await answer())[0])  # the runner died
-        await asyncio.sleep(0.15)
-        await answer()  # asks again: the runner hangs...
-        await asyncio.sleep(0.15)
-        states.append((await answer())[0])  # ...and the timeout said not ready
-        await asyncio.sleep(0.15)
-        await answer()
-        await asyncio.sleep(0.05)
-        states.append((await answer())[0])  # back
+        states = [await client.ready()]  # the first answer is awaited
+        states.append(await client.ready())  # remembered: the runner is not asked
+        clock.now += 2
+        states.append(await client.ready())  # stale: the last answer, while asked again
+        await settle()
+        states.append(await client.ready())  # the runner died
+        clock.now += 2
+        await client.ready()  # asks again: the runner hangs...
+        await settle()
+        states.append(await client.ready())  # ...and the timeout said not ready
+        clock.now += 2
+        await client.ready()
+        await settle()
+        states.append(await client.ready())  # back
         return states
 
     assert asyncio.run(scenario()) == [True, True, True, False, False, True]
     assert runner.calls["ready"] == 4
 
 
+def test_a_probe_never_waits_on_a_hanging_runner() -> None:
+    runner = Hanging()
+    clock = FakeClock()
+    client = RunnerClient(runner, ready_ttl_s=1, ready_timeout_s=3600, clock=clock)
+
+    async def scenario() -> None:
+        first = asyncio.ensure_future(client.ready())
+        while runner.answer is None:
+            await asyncio.sleep(0)
+        runner.answer.set_result(True)
+        assert await first
+        clock.now += 2
+        # the check now hangs (for up to an hour): the answer is the last one, at once
+        assert await asyncio.wait_for(client.ready(), 60) is True
+        assert runner.calls["ready"] == 2 and not runner.answer.done()
+        assert client._checking is not None
+        client._checking.cancel()
+
+    asyncio.run(scenario())
+
+
 def test_a_runner_not_yet_ready_is_asked_again_soon_and_briefly() -> None:
     """Starting up: its socket accepts and the check hangs until its worker is up; the gateway
     asks again every ``retry_s`` (not ``ready_ttl_s``), each time for ``retry_timeout_s``."""
     runner = FakeRunner(run=[], ready=["hang", ConnectionRefusedError(), True])
+    clock = FakeClock()
     client = RunnerClient(
-        runner, ready_ttl_s=60, ready_timeout_s=60, retry_s=0.05, retry_timeout_s=0.1
+        runner, ready_ttl_s=60, ready_timeout_s=60, retry_s=0.05, retry_timeout_s=0.1, clock=clock
     )
 
     async def scenario() -> list[bool]:
-        start = time.perf_counter()
-        states = [await client.ready()]  # the first answer is awaited: the hang times out
-        assert time.perf_counter() - start < 0.5
+        # the first answer is awaited: the hang ends at retry_timeout_s (0.1 s), not at
+        # ready_timeout_s (60 s); the 30 s bound only says "not the long timeout"
+        states = [await asyncio.wait_for(client.ready(), 30)]
         for _ in range(2):
-            await asyncio.sleep(0.06)
+            clock.now += 0.06  # past retry_s, far from ready_ttl_s
             await client.ready()  # asks again in the background
-            await asyncio.sleep(0.02)
+            while client._checking is not None:
+                await asyncio.sleep(0.01)
             states.append(await client.ready())
         return states
 
@@ -333,17 +402,22 @@ class Counting(Switchable):
 
 def test_each_model_merges_at_most_its_own_max_batch_size() -> None:
     own, shared = Counting(A), Counting(B)
-    own.delay_s = shared.delay_s = 0.2
+    own.hold_at = shared.hold_at = 1  # the first call runs; the next six queue behind it
     sizes = {"iris": Batching(max_batch_size=2), "other": Batching(max_batch_size=64)}
     executor = InProcess({"iris:a": own, "other:b": shared}, batching=sizes.__getitem__)
     executor.inline_budget_s = 0.0
     other = ModelVersion("other", "b", iris_version().signature, "x", iris_version().created)
 
     async def scenario() -> None:
-        for version in (iris_version(), other):
+        for version, model in ((iris_version(), own), (other, shared)):
             first = asyncio.ensure_future(executor.predict(version, ("predict",), X[:1]))
-            await asyncio.sleep(0.05)  # the first call runs; the next six queue behind it
-            rest = [executor.predict(version, ("predict",), X[i : i + 1]) for i in range(6)]
+            await entered(model)
+            rest = [
+                asyncio.ensure_future(executor.predict(version, ("predict",), X[i : i + 1]))
+                for i in range(6)
+            ]
+            await asyncio.sleep(0)  # all six queued
+            model.gate.set()
             await asyncio.gather(first, *rest)
 
     asyncio.run(scenario())
@@ -353,14 +427,16 @@ def test_each_model_merges_at_most_its_own_max_batch_size() -> None:
 
 def test_a_call_that_waited_past_its_latency_budget_is_a_503() -> None:
     model = Switchable(A)
-    model.delay_s = 0.3
+    model.hold_at = 1
     executor = InProcess({"iris:a": model}, batching=lambda name: Batching(64, max_latency_ms=50))
     executor.inline_budget_s = 0.0
 
     async def scenario() -> tuple[Any, Any]:
         first = asyncio.ensure_future(executor.predict(iris_version(), ("predict",), X[:1]))
-        await asyncio.sleep(0.05)
-        late = executor.predict(iris_version(), ("predict",), X[1:2])
+        await entered(model)
+        late = asyncio.ensure_future(executor.predict(iris_version(), ("predict",), X[1:2]))
+        await asyncio.sleep(0.2)  # queued behind the first for at least 4x its 50 ms budget
+        model.gate.set()
         return tuple(await asyncio.gather(first, late, return_exceptions=True))
 
     first, late = asyncio.run(scenario())
