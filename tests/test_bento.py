@@ -69,7 +69,7 @@ def _worker_edited(old: str, new: str) -> Callable[[pytest.MonkeyPatch], None]:
 BREAKS: dict[str, tuple[Callable[[pytest.MonkeyPatch], None], str]] = {
     "install does nothing": (
         lambda mp: mp.setattr(connections, "install", lambda **_: None),
-        "uvicorn runs HttpToolsProtocol, not the connection guard",
+        "uvicorn cannot run the connection guard for http='auto'",
     ),
     "uvicorn resolves auto past its table": (
         _force_plain_protocol,
@@ -166,8 +166,9 @@ def closed_within(sock: socket.socket, seconds: float) -> bool:
 def http_server(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     """uvicorn with the guard installed as the gateway installs it (cap 3, 0.5 s for headers),
     and without it: the same probes must tell them apart, or they prove nothing."""
+    # uvicorn's own choice first (another test may have installed the guard in this process)
     monkeypatch.setitem(
-        uvicorn.config.HTTP_PROTOCOLS, "auto", uvicorn.config.HTTP_PROTOCOLS["auto"]
+        uvicorn.config.HTTP_PROTOCOLS, "auto", uvicorn.config.HTTP_PROTOCOLS["httptools"]
     )
     monkeypatch.setattr(connections.GuardedHttpTools, "header_timeout_s", 0.5)
     monkeypatch.setattr(connections.GuardedHttpTools, "max_connections", 3)

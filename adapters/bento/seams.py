@@ -160,7 +160,8 @@ def _check_protocol() -> None:
             )
     protocols: dict[str, Any] = uvicorn.config.HTTP_PROTOCOLS
     saved = dict(protocols)
-    try:  # installed as the gateway worker installs it, then the table is put back
+    try:  # installed as the gateway worker installs it (nothing else), then put back
+        protocols.pop("auto", None)
         connections.install(
             header_timeout_s=guard.header_timeout_s, max_connections=guard.max_connections
         )
@@ -171,7 +172,7 @@ def _check_protocol() -> None:
         resolved = config.http_protocol_class
     except Exception as exc:
         raise SeamBroken(
-            f"uvicorn could not load the connection guard ({exc!r}){_versions()}"
+            f"uvicorn cannot run the connection guard for http='auto' ({exc!r}){_versions()}"
         ) from None
     finally:
         protocols.clear()
