@@ -4,9 +4,6 @@ classification), refused with a 413 ``{"error"}`` naming the setting, REST and g
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -25,7 +22,8 @@ from adapters.register import save_estimator
 from adapters.schemas import Datatype
 from adapters.signature import TensorSpec
 
-from .conftest import ROOT, LiveServer, Store, start_server, stop_server
+from .clients import answers
+from .conftest import LiveServer, Store, start_server, stop_server
 
 IRIS_ROW = [5.1, 3.5, 1.4, 0.2]
 IRIS_BYTES_PER_ROW = 8 + 3 * 8 + 3 * 8  # predict INT64, predict_proba and decision FP64 [-1, 3]
@@ -162,21 +160,6 @@ def bounded(store: Store, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
     stop_server(server)
 
 
-def client_answers(client: str, address: str, calls: list[dict[str, Any]]) -> list[Any]:
-    """Each call through a stock client, in a process of its own (tests/clients/call.py)."""
-    done = subprocess.run(
-        [sys.executable, "-m", "tests.clients.call", client, address, json.dumps(calls)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    answers: list[Any] = json.loads(done.stdout.strip().splitlines()[-1])
-    return answers
-
-
 @pytest.mark.e2e
 def test_rest_and_grpc_refuse_an_answer_over_the_limit(bounded: LiveServer) -> None:
     rows = 4096 // IRIS_BYTES_PER_ROW + 1
@@ -189,12 +172,12 @@ def test_rest_and_grpc_refuse_an_answer_over_the_limit(bounded: LiveServer) -> N
         fits = c.post("/v2/models/iris/infer", json=iris(rows, [{"name": "predict"}]))
         assert fits.status_code == 200
     address = bounded.url.removeprefix("http://")
-    over, under, full = client_answers("triton-grpc", bounded.grpc, [large, small, exact])
+    over, under, full = answers("triton-grpc", bounded.grpc, [large, small, exact])
     assert over["error"]["code"] == "StatusCode.RESOURCE_EXHAUSTED", over
     assert "OIP_MAX_RESPONSE_BYTES" in over["error"]["message"]
     assert under["outputs"]["predict"]["shape"] == [rows]
     assert full["outputs"]["predict"]["shape"] == [512]  # gRPC's own limit leaves room
-    (binary,) = client_answers("triton-http", address, [large])  # the binary extension too
+    (binary,) = answers("triton-http", address, [large])  # the binary extension too
     assert "OIP_MAX_RESPONSE_BYTES" in binary["error"]["message"]
     assert httpx.get(f"{bounded.url}/v2/health/ready").status_code == 200
     assert "Traceback" not in Path(bounded.log).read_text()
