@@ -13,9 +13,11 @@ BACKEND ?= $(or $(BENTOML_CONTAINERIZE_BACKEND),docker)
 venv: $(VENV)/.installed
 
 $(VENV)/.installed: requirements.txt requirements-score.txt requirements-ray.txt requirements-dev.txt
-	@echo "make: creating $(VENV) and installing the pinned requirements (a few minutes the first time) ..."
+	@echo "make: creating $(VENV) and installing the pinned requirements (about a minute the first time) ..."
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --disable-pip-version-check -r requirements-dev.txt
+	@# uv installs the same pinned set as pip would, with parallel downloads: seconds, not minutes
+	$(BIN)/python -m pip install -q --disable-pip-version-check uv==0.13.9
+	$(BIN)/uv pip install -q --python $(BIN)/python -r requirements-dev.txt
 	touch $@
 
 train: venv          ## train a new version of every default model
