@@ -81,11 +81,15 @@ BREAKS: dict[str, tuple[Callable[[pytest.MonkeyPatch], None], str]] = {
     ),
     "BentoML picks the protocol": (
         _worker_edited("uvicorn.Config(", 'uvicorn.Config(http="h11", '),
-        "passes uvicorn ['http']",
+        "passes uvicorn http:",
     ),
     "BentoML picks it through its extra options": (
         _worker_edited('uvicorn_extra_options["loop"]', 'uvicorn_extra_options["http"]'),
-        "passes uvicorn ['http']",
+        "passes uvicorn http:",
+    ),
+    "BentoML passes options the check cannot read": (
+        _worker_edited('uvicorn_extra_options["loop"]', "uvicorn_extra_options[choice]"),
+        "passes uvicorn options this check cannot read",
     ),
     "BentoML builds its app past Service.to_asgi": (
         _worker_edited(".to_asgi(", ".build_asgi("),

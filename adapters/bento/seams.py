@@ -117,10 +117,14 @@ def _check_worker(source: str) -> None:
             options.add(keyword.arg)
         elif isinstance(keyword.value, ast.Name):  # **extra: the keys the module stores in it
             options |= _keys_stored_in(tree, keyword.value.id)
-    chosen = options & {"http", "http2"}
+        else:
+            options.add("?")
+    chosen = sorted(options & {"http", "http2"})
+    if "?" in options:
+        chosen.append("options this check cannot read")
     if chosen:
         raise SeamBroken(
-            f"BentoML's worker passes uvicorn {sorted(chosen)}: the HTTP protocol would not be "
+            f"BentoML's worker passes uvicorn {', '.join(chosen)}: the HTTP protocol may not be "
             f"the connection guard (no header deadline, no connection cap){_versions()}"
         )
 
