@@ -12,10 +12,10 @@ one worker. This is how all of them follow:
   unload and run after it cannot bring the version back.
 * **Sync.** A change (repository load, unload, a poll that found new versions) is sent at once
   (:meth:`RunnerWorker.sync`). The worker that receives it loads and frees, writes the view into
-  a directory its sibling workers share (:func:`shared_directory`, one per ``bentoml serve``),
-  and waits, at most ``wait_s``, until every live sibling has applied it: a load answers once
-  every worker holds the new versions (with the reasons of those that could not be loaded), an
-  unload once every worker has freed them.
+  a directory its sibling workers share (one per ``bentoml serve``:
+  :func:`~adapters.bento.runners.shared_directory`), and waits, at most ``wait_s``, until every
+  live sibling has applied it: a load answers once every worker holds the new versions (with
+  the reasons of those that could not be loaded), an unload once every worker has freed them.
 * **Watching.** With several workers, each lists that directory every ``watch_s`` (0.1 s) and
   applies a newer view, so a worker that receives no call at all frees an unloaded version as
   soon as a busy one: stale estimators of an idle worker are bounded in time, not only in
@@ -26,6 +26,10 @@ one worker. This is how all of them follow:
 * **Every call** carries its gateway's view too, so a worker that missed a sync (it was
   restarting, or the runner could not be reached) is brought up to date by its next call.
 
+With several gateway processes (``OIP_WORKERS``), each has its view, kept per worker index: a
+restarted gateway worker replaces its predecessor's, so what is held stays bounded by what the
+gateway workers serve.
+
 A call for a version no view serves is answered alone with 404; one for a served version this
 worker could not load, 503 with why (:class:`~adapters.runtime.NotServed`). A worker loads only
 what a view adds (and, at start-up, what the gateways serve: the store's servable versions, or
@@ -34,13 +38,10 @@ the views in the directory when it is a restarted worker), never what a call ask
 
 from __future__ import annotations
 
-import atexit
 import json
 import logging
 import os
 import re
-import shutil
-import tempfile
 import threading
 import time
 from collections.abc import Iterable, Mapping, Sequence
@@ -81,26 +82,6 @@ class View:
 
 RunnerCall = tuple[str, tuple[str, ...], Array, View]
 """One inference on the runner's wire: model tag, methods, input rows, its gateway's view."""
-
-
-def shared_directory(parent: int | None = None) -> Path:
-    """The directory the runner workers of one ``bentoml serve`` share, named by their parent
-    (BentoML's arbiter, ``os.getppid()``) and its start time, so that the leftovers of a killed
-    server whose pid was reused are never read."""
-    import psutil
-
-    pid = os.getppid() if parent is None else parent
-    try:
-        started = int(psutil.Process(pid).create_time() * 1000)
-    except psutil.Error:
-        started = 0
-    return Path(tempfile.gettempdir()) / f"oip-runner-{pid}-{started}"
-
-
-def removed_at_exit() -> None:
-    """Called in the ``bentoml serve`` process itself: its runner workers' shared directory goes
-    when it exits."""
-    atexit.register(shutil.rmtree, shared_directory(os.getpid()), ignore_errors=True)
 
 
 class RunnerWorker:

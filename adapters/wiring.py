@@ -18,7 +18,7 @@ from .inprocess import InProcess
 from .registry import ModelVersion
 from .repository import Repository, stored_versions
 from .runner import RunnerClient
-from .runnerworker import RunnerWorker, shared_directory
+from .runnerworker import RunnerWorker
 from .runtime import Executor
 
 Cls = TypeVar("Cls", bound=type)
@@ -36,6 +36,8 @@ def runner_worker(settings: Settings, *, bento: Any = None) -> RunnerWorker:
     on the runner (what the gateway serves at start-up), then whatever the gateways' views say
     (:mod:`adapters.runnerworker`)."""
     from bentoml import server_context
+
+    from .bento import shared_directory
 
     names = settings.models_in(Placement.RUNNER)
     repository = Repository(

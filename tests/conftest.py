@@ -175,3 +175,20 @@ def live(
     server = start_server(store.home, env, log)
     yield server
     stop_server(server)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Iterator[None] | pytest.TestReport:
+    """A failed test that used a live server shows the end of that server's log: what the
+    server saw is often the half of the story the test's own traceback lacks."""
+    report: pytest.TestReport = yield
+    if report.failed:
+        funcargs = getattr(item, "funcargs", {})
+        for name, value in funcargs.items():
+            if isinstance(value, LiveServer):
+                report.sections.append(
+                    (f"server log of {name} ({value.log})", liveserver.log_tail(value.log))
+                )
+    return report

@@ -1,0 +1,31 @@
+"""Where the runner's workers meet: BentoML starts every worker of a ``bentoml serve`` as a child
+of that one process (its circus arbiter), so they share a directory named by their parent
+(:mod:`adapters.runnerworker` keeps each worker to the gateways' views through it)."""
+
+from __future__ import annotations
+
+import atexit
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+
+def shared_directory(parent: int | None = None) -> Path:
+    """The directory the runner workers of one ``bentoml serve`` share, named by their parent
+    (``os.getppid()``) and its start time, so that the leftovers of a killed server whose pid
+    was reused are never read."""
+    import psutil
+
+    pid = os.getppid() if parent is None else parent
+    try:
+        started = int(psutil.Process(pid).create_time() * 1000)
+    except psutil.Error:
+        started = 0
+    return Path(tempfile.gettempdir()) / f"oip-runner-{pid}-{started}"
+
+
+def removed_at_exit() -> None:
+    """Called in the ``bentoml serve`` process itself: its runner workers' shared directory goes
+    when it exits."""
+    atexit.register(shutil.rmtree, shared_directory(os.getpid()), ignore_errors=True)
