@@ -122,8 +122,10 @@ def start_server(
 ) -> LiveServer:
     """``bentoml serve`` as a subprocess on a free port; returns once /v2/health/ready is 200.
 
+    It serves the store of ``home`` from a BENTOML_HOME of its own (:func:`own_home`).
     Raises :class:`liveserver.ServerStartError` (a RuntimeError) with the log's tail otherwise.
     """
+    home = own_home(home, log)
     for attempt in range(PORT_ATTEMPTS):
         grpc = {"OIP_GRPC_PORT": str(free_port()), "OIP_GRPC_HOST": "127.0.0.1"}
         full = {**grpc, **env}  # a free gRPC port each: servers of one session never share one
@@ -149,6 +151,21 @@ def start_server(
 
 
 PORT_ATTEMPTS = 3
+
+
+def own_home(home: Path, log: Path) -> Path:
+    """A BENTOML_HOME for one server, beside its log, whose models and Bentos are ``home``'s.
+
+    BentoML keeps its Prometheus files under BENTOML_HOME and empties them when a server starts:
+    servers sharing one home would wipe each other's ``/metrics`` (the batching tests read them).
+    """
+    own = log.parent / f"{log.stem}.bentoml-home"
+    own.mkdir(parents=True, exist_ok=True)
+    for name in ("models", "bentos"):
+        (home / name).mkdir(parents=True, exist_ok=True)
+        if not (own / name).exists():
+            (own / name).symlink_to(home / name, target_is_directory=True)
+    return own
 
 
 def port_taken(log: Path) -> bool:

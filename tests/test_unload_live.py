@@ -58,18 +58,14 @@ def saved(store: Store, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sa
 def servers(
     store: Store, saved: Saved, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Callable[[str], LiveServer]]:
-    """Each kind of server (:data:`KINDS`), started on first use, serving gate, heavy, iris.
-
-    Each has a BENTOML_HOME of its own whose ``models`` is the session's store: BentoML keeps its
-    Prometheus files under BENTOML_HOME and empties them when a server starts, which would take
-    the runner's gauge that :func:`at_the_runner` reads away from a server already running.
-    """
+    """Each kind of server (:data:`KINDS`), started on first use, serving gate, heavy, iris
+    (each with a BENTOML_HOME of its own, as every server: the runner's gauge that
+    :func:`at_the_runner` reads stays its own)."""
     started: dict[str, LiveServer] = {}
 
     def server(kind: str) -> LiveServer:
         if kind not in started:
-            home = tmp_path_factory.mktemp(f"home-{kind}")
-            (home / "models").symlink_to(store.home / "models", target_is_directory=True)
+            logs = tmp_path_factory.mktemp(f"server-{kind}")
             placement, workers = KINDS[kind]
             env = {
                 "OIP_MODELS": "gate,heavy,iris",
@@ -78,7 +74,7 @@ def servers(
                 "OIP_MAX_LATENCY_MS": "60000",  # a held predict must not make queued calls late
                 "OIP_ACCESS_LOG": "0",
             }
-            started[kind] = start_server(home, env, home / "server.log")
+            started[kind] = start_server(store.home, env, logs / "server.log")
             wait_until(lambda: len(processes(started[kind])) == workers, "every worker up")
         return started[kind]
 
