@@ -21,11 +21,16 @@ from adapters import (
     predict_batch,
     runner_estimators,
 )
-from adapters.gateway import GatewayService
-from adapters.startup import collections_paused, read_yaml_with_libyaml
+from adapters.bento import (
+    RUNNER_CONNECTION,
+    GatewayService,
+    collections_paused,
+    read_yaml_with_libyaml,
+    require,
+)
 from adapters.wiring import with_runner_apis
 
-read_yaml_with_libyaml()  # BentoML's store reads, ~8x faster (adapters/startup.py)
+read_yaml_with_libyaml()  # BentoML's store reads, ~8x faster (adapters/bento/startup.py)
 # `bentoml serve` (or `bentoml build`) itself, before any worker; the workers start from a
 # checked store and do not need the list of stored versions, which only a Bento records.
 PLANNING = bentoml.server_context.worker_index is None
@@ -34,6 +39,8 @@ try:  # a bad value is one line and a non-zero exit, never a restart loop
     stored_tags = check_store(settings) if PLANNING else []
 except ConfigError as exc:
     raise SystemExit(f"oip-sklearn: configuration error: {exc}") from None
+if PLANNING:
+    require()  # the upstream internals the protections rely on (adapters/bento/seams.py)
 app = build_app()
 # BentoML's own timeout is a backstop one second past the V2 deadline, so that the V2 routes
 # answer their own 504 (with their metric) whether or not the fast lane is on.
@@ -54,16 +61,10 @@ def untraced(paths: str) -> dict[str, Any]:
     return {} if settings.tracing else {"tracing": {"excluded_urls": paths}}
 
 
-# NOTE: BentoML's client to a dependency replaces its HTTP session every `max_requests` calls
-# (default 100) and closes the old one under calls still in flight, which fail with "Server
-# disconnected" under concurrency; the session is kept for the life of the process instead.
-RUNNER_CONNECTION = {"max_requests": 2**62, "max_age": 10.0**9}
-
-
 @bentoml.service(
     name="oip-runner",
     workers=settings.runner_workers,
-    runner_connection=RUNNER_CONNECTION,
+    runner_connection=RUNNER_CONNECTION,  # one session for the process's life
     **SERVICE_CONFIG,
     **untraced("/run,/ready"),
 )
@@ -105,9 +106,21 @@ class Gateway:
 
     def __init__(self) -> None:
         bento = service_of(Gateway).bento
-        with collections_paused():  # what start-up loads is never garbage (adapters/startup.py)
+        with collections_paused():  # what start-up loads is never garbage (bento/startup.py)
             self.dataplane = build_dataplane(settings, self.runner, bento=bento)
         app.state.dataplane = self.dataplane
+
+    @bentoml.on_deployment
+    def own_grpc_port() -> None:
+        """In `bentoml serve` itself, once, before any worker: the gRPC port is this server's
+        for its life (its workers share it; another server on it stops here)."""
+        if settings.grpc_port:
+            from adapters.rpc.port import PortUnavailable, own
+
+            try:
+                own(settings.grpc_host, settings.grpc_port)
+            except PortUnavailable as exc:
+                raise SystemExit(f"oip-sklearn: {exc}") from None
 
     @bentoml.on_startup
     async def start_beside_http(self) -> None:

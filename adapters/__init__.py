@@ -8,7 +8,7 @@ is :mod:`~adapters.config`, wired by :mod:`~adapters.wiring`.
 
 Life of a request (``POST /v2/models/iris/infer``):
 
-1. :class:`~adapters.lane.V2FastLane` (the gateway's ASGI app, :mod:`adapters.gateway`) sends
+1. :class:`~adapters.lane.V2FastLane` (the gateway's ASGI app, :mod:`adapters.bento.gateway`) sends
    the ``/v2`` request to the V2 router (with ``OIP_FAST_LANE=0``, BentoML's middlewares first).
 2. :func:`~adapters.routes.guarded` wraps the route: one error path, the request metric.
 3. :func:`~adapters.routes.model_infer` reads the body under the request deadline;

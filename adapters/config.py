@@ -76,6 +76,7 @@ class Limits:
     request_timeout_s: float = DEFAULTS.request_timeout_s
     read_timeout_s: float = DEFAULTS.read_timeout_s
     max_body_bytes: int = DEFAULTS.max_body_bytes
+    max_response_bytes: int = DEFAULTS.max_response_bytes
     max_elements: int = DEFAULTS.max_elements
     max_bytes_element: int = DEFAULTS.max_bytes_element
     max_connections: int = DEFAULTS.max_connections

@@ -15,6 +15,7 @@ from typing import Any
 
 import anyio
 
+from .answers import check_outputs, check_planned
 from .classification import class_count, classify
 from .codecs import DATATYPE_TO_DTYPE, Array, cast_exact, datatype_of
 from .config import Limits
@@ -126,12 +127,16 @@ class DataPlane:
             rows = len(x)
             wanted = requested_outputs(resolved, request.outputs)
             methods = tuple(dict.fromkeys(m for m, _ in wanted))
+            limit = self.limits.max_response_bytes
+            planned = (s for s in resolved.signature.outputs if s.name in methods)
+            check_planned(planned, rows, limit)  # an answer too large is never computed
             predicting = time.perf_counter_ns()
             stats.add("compute_input", predicting - checked + request.decode_ns)
             results = await self.executors[name].predict(resolved, methods, x)
             done = time.perf_counter_ns()
             stats.add("compute_infer", done - predicting)
             outputs = [_output(resolved, m, count, results[m]) for m, count in wanted]
+            check_outputs(outputs, limit)
             stats.add("compute_output", time.perf_counter_ns() - done)
         except BaseException:
             stats.finished(ok=False, rows=0, total_ns=time.perf_counter_ns() - start)

@@ -189,6 +189,15 @@ class Environment(BaseSettings):
         received (RESOURCE_EXHAUSTED).""",
         gt=0,
     )
+    max_response_bytes: int = setting(
+        64 * 2**20,
+        Group.LIMITS,
+        """Largest answer, counted as its output tensors' data (numbers at their datatype's
+        width, a BYTES element at its UTF-8 length + 4: what gRPC and the binary extension
+        send; JSON writes the same data as text). Past it, 413 (gRPC RESOURCE_EXHAUSTED),
+        before predict when the signature sizes the outputs, else before encoding.""",
+        gt=0,
+    )
     max_elements: int = setting(
         16 * 2**20,
         Group.LIMITS,
@@ -234,7 +243,8 @@ class Environment(BaseSettings):
         8001,
         Group.GRPC,
         """Port of the gRPC server (`inference.GRPCInferenceService` and `grpc.health.v1`);
-        `0` turns gRPC off.""",
+        `0` turns gRPC off. The port is one server's: held by another process, it stops
+        start-up with one line naming it.""",
         ge=0,
         le=65535,
     )
@@ -265,7 +275,7 @@ class Environment(BaseSettings):
         True,
         Group.OPERATIONS,
         """V2 requests skip BentoML's per-request middlewares straight to the V2 router;
-        `adapters/gateway.py` lists each one and what stands in for it. `0`: the full BentoML
+        `adapters/bento/gateway.py` lists each one and what stands in for it. `0`: the full BentoML
         stack, same V2 behaviour.""",
     )
     predictions_db: str = setting(

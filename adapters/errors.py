@@ -5,6 +5,14 @@ There is one error path: :func:`adapters.routes.guarded` wraps every V2 route, t
 :class:`OIPError` into its status and message and any other exception into a logged, opaque 500.
 No Starlette exception handler is involved (the fast lane calls the router past them).
 
+NOTE: an answer too large to send is a 413 too (:class:`ResponseTooLarge`), though RFC 9110's
+413 speaks of request content. It is the request that is too large for this server: its rows
+times the outputs it asks for, refused before the work, as ``OIP_MAX_ELEMENTS`` refuses its
+inputs; the remedy is the client's and the same (fewer rows per request, fewer outputs), and
+clients that split batches on 413 do the right thing. A 5xx would invite retrying the same
+request, 400 would hide that a limit was met, and gRPC maps it, like every size limit, to
+RESOURCE_EXHAUSTED.
+
 The tree::
 
     OIPError (500: our own bug; the message sent is opaque, the detail is logged)
@@ -17,6 +25,7 @@ The tree::
     │   └── UnknownOutput          an ``outputs`` entry the model does not produce
     ├── RequestTimeout (408)       the client stopped sending its body (OIP_READ_TIMEOUT_S)
     ├── PayloadTooLarge (413)      over a size limit: body, decompressed body, elements
+    │   └── ResponseTooLarge       the answer asked for is over OIP_MAX_RESPONSE_BYTES
     ├── UnsupportedMediaType (415) a Content-Encoding other than gzip or deflate, or a
     │                              content type any web page may POST cross-site
     ├── NotFound (404)
@@ -106,6 +115,10 @@ class PayloadTooLarge(OIPError):
     """Its message names the limit that was passed and the variable that raises it."""
 
     status_code = 413
+
+
+class ResponseTooLarge(PayloadTooLarge):
+    """The answer would be larger than ``OIP_MAX_RESPONSE_BYTES``; refused before it is built."""
 
 
 class UnsupportedMediaType(OIPError):

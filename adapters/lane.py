@@ -6,7 +6,7 @@ app sees it; for a tiny model that stack, not the model, is the cost (README "Pe
 router, everything else (``/metrics``, ``/livez``, ``/readyz``, lifespan) to BentoML's app.
 The root ``/`` answers a 307 to the V2 documentation (``/v2/docs``) in place of BentoML's page,
 which loads a third-party tag-manager script.
-What the lane skips, and what it puts back, is listed in :mod:`adapters.gateway`.
+What the lane skips, and what it puts back, is listed in :mod:`adapters.bento.gateway`.
 """
 
 from __future__ import annotations

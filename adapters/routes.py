@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from typing import Any
 
 from starlette.applications import Starlette
@@ -25,7 +26,6 @@ from starlette.types import Receive, Scope, Send
 
 from .binary import HEADER
 from .bodies import MIN_COMPRESSED_RESPONSE, choose_encoding, compress, read_body
-from .config import Limits
 from .dataplane import DataPlane
 from .docs import DOCS_ROUTES
 from .errors import (
@@ -46,6 +46,7 @@ logger = logging.getLogger(__name__)
 Endpoint = Callable[[Request], Awaitable[Response]]
 CATCH_ALL = "/v2/{path:path}"
 NOSNIFF = (b"x-content-type-options", b"nosniff")
+INDEX_BODY_BYTES = 64 * 1024  # the repository index takes one flag: any larger body is a 413
 
 
 def json_response(content: Any, status_code: int = 200) -> Response:
@@ -123,12 +124,17 @@ async def model_statistics(request: Request) -> Response:
 
 
 async def repository_index(request: Request) -> Response:
-    """``POST /v2/repository/index``; the body (``{"ready": true}``) is optional."""
-    body = await read_body(request, Limits(max_body_bytes=64 * 1024))
+    """``POST /v2/repository/index``; the body (``{"ready": true}``) is optional, small, and read
+    under the server's read timeout like any other."""
+    dataplane = _dataplane(request)
+    limits = replace(
+        dataplane.limits, max_body_bytes=min(INDEX_BODY_BYTES, dataplane.limits.max_body_bytes)
+    )
+    body = await read_body(request, limits)
     options = (
         parse_model(RepositoryIndexRequest, body) if body.strip() else RepositoryIndexRequest()
     )
-    return json_response(_dataplane(request).repository.index(ready_only=options.ready))
+    return json_response(dataplane.repository.index(ready_only=options.ready))
 
 
 async def repository_load(request: Request) -> Response:

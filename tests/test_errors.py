@@ -34,6 +34,7 @@ EXPECTED = {
     errors.Overloaded: 503,
     errors.DeadlineExceeded: 504,
     errors.PayloadTooLarge: 413,
+    errors.ResponseTooLarge: 413,
     errors.RequestTimeout: 408,
     errors.UnsupportedMediaType: 415,
     errors.Unsupported: 501,

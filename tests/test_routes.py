@@ -286,3 +286,44 @@ def test_body_limits_and_decompression_bombs(store: Store) -> None:
         assert "decompressed body" in response.json()["error"]
         odd = c.post("/v2/models/iris/infer", content=b"{}", headers={"Content-Encoding": "br"})
         assert odd.status_code == 415
+
+
+def test_every_body_is_read_under_the_configured_read_timeout(store: Store) -> None:
+    """A body that stalls is a 408 after OIP_READ_TIMEOUT_S on the repository index too (which
+    reads its small body with a limit of its own)."""
+    import asyncio
+
+    app = build_app()
+    limits = Limits(read_timeout_s=0.3)
+    app.state.dataplane = build_dataplane(Settings(models=("iris",), limits=limits))
+
+    async def stalled(path: str) -> tuple[int, bytes]:
+        sent: list[dict[str, Any]] = []
+        chunks = [{"type": "http.request", "body": b'{"rea', "more_body": True}]
+
+        async def receive() -> dict[str, Any]:
+            if chunks:
+                return chunks.pop()
+            await asyncio.Event().wait()  # the rest never comes
+            raise AssertionError("unreachable")
+
+        async def send(message: dict[str, Any]) -> None:
+            sent.append(message)
+
+        scope = {
+            "type": "http",
+            "method": "POST",
+            "path": path,
+            "raw_path": path.encode(),
+            "query_string": b"",
+            "headers": [(b"content-type", b"application/json"), (b"content-length", b"100")],
+        }
+        await asyncio.wait_for(app(scope, receive, send), timeout=5)  # 10 s unconfigured
+        return sent[0]["status"], sent[1]["body"]
+
+    for path in ("/v2/repository/index", "/v2/models/iris/infer"):
+        status, body = asyncio.run(stalled(path))
+        assert (status, json.loads(body)) == (
+            408,
+            {"error": "no body data for 0.3 s (OIP_READ_TIMEOUT_S)"},
+        ), path

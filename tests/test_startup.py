@@ -1,7 +1,8 @@
 """Start-up as a user meets it: a bad configuration stops ``bentoml serve`` in seconds with one
 line naming the variable and the value (never a worker restart loop, never a bound port that does
 not answer); a version that cannot be served beside good ones does not stop the model. And the
-start-up speed-ups of ``adapters/startup.py``, in process: same store reads, GC back on after."""
+start-up speed-ups of ``adapters/bento/startup.py``, in process: same store reads, GC back on
+after."""
 
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import FunctionTransformer
 
-from adapters.startup import collections_paused, read_yaml_with_libyaml
+from adapters.bento.startup import collections_paused, read_yaml_with_libyaml
 
 from .conftest import ROOT, Store, free_port, start_server, stop_server
 

@@ -37,6 +37,8 @@ STATUS = {
     503: grpc.StatusCode.UNAVAILABLE,
     504: grpc.StatusCode.DEADLINE_EXCEEDED,
 }
+ENVELOPE_BYTES = 2**20
+"""Room in a sent message beyond its tensor data: names, shapes, datatypes, the echoed ``id``."""
 UNIMPLEMENTED = (
     "ModelConfig",
     "SystemSharedMemoryStatus",
@@ -197,14 +199,16 @@ async def serve(
     dataplane: DataPlane, *, host: str, port: int, tokens: Sequence[str] = ()
 ) -> grpc.aio.Server:
     """Start the gRPC server on ``host:port`` in the running event loop (SO_REUSEPORT, so each
-    gateway worker binds the same port); messages are limited like REST bodies, calls need a
-    bearer token when ``tokens`` are configured."""
-    size = dataplane.limits.max_body_bytes
+    gateway worker binds the same port; :mod:`adapters.rpc.port` keeps other servers off it);
+    requests are limited like REST bodies, answers like REST answers (the data plane refuses an
+    answer over ``OIP_MAX_RESPONSE_BYTES`` first; gRPC's own limit adds room for the envelope);
+    calls need a bearer token when ``tokens`` are configured."""
+    limits = dataplane.limits
     server = grpc.aio.server(
         interceptors=[BearerTokens(tokens)] if tokens else None,
         options=[
-            ("grpc.max_receive_message_length", size),
-            ("grpc.max_send_message_length", -1),
+            ("grpc.max_receive_message_length", limits.max_body_bytes),
+            ("grpc.max_send_message_length", limits.max_response_bytes + ENVELOPE_BYTES),
             ("grpc.so_reuseport", 1),
         ],
     )

@@ -22,6 +22,8 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 logger = logging.getLogger(__name__)
 PROTOCOL = f"{__name__}:GuardedHttpTools"
+HOOKS = ("connection_made", "on_message_begin", "on_headers_complete", "connection_lost")
+"""uvicorn's protocol methods the guard extends (:mod:`adapters.bento.seams` checks they exist)."""
 
 
 class GuardedHttpTools(HttpToolsProtocol):

@@ -29,7 +29,7 @@ Starlette error middlewares     :func:`adapters.routes.guarded` answers every er
 
 In front of everything, lane or not: optional bearer-token auth and CORS
 (:mod:`adapters.security`); in the HTTP server itself, a deadline for request headers and a cap
-on open connections (:mod:`adapters.connections`), which uvicorn as BentoML runs it lacks.
+on open connections (:mod:`adapters.bento.connections`), which uvicorn as BentoML runs it lacks.
 
 ``OIP_FAST_LANE=0`` serves every request through BentoML's full stack (and the V2 app's
 middlewares); the V2 routes, their errors, deadline and metrics behave the same.
@@ -52,9 +52,9 @@ from typing import Any
 import bentoml
 from starlette.types import ASGIApp
 
-from .config import Limits
-from .lane import V2FastLane
-from .security import secure
+from ..config import Limits
+from ..lane import V2FastLane
+from ..security import secure
 
 
 class GatewayService(bentoml.Service[Any]):  # type: ignore[misc]  # bentoml ships no stubs

@@ -1,0 +1,22 @@
+"""Everything that knows BentoML's, uvicorn's or PyYAML's internals, and nothing else does.
+
+:mod:`~adapters.bento.gateway` (the gateway's ``Service`` class), :mod:`~adapters.bento.connections`
+(uvicorn's protocol with a header deadline and a connection cap), :mod:`~adapters.bento.startup`
+(BentoML's store reads through libyaml, GC paused while loading) and
+:mod:`~adapters.bento.seams`: which upstream internals are relied on, pinned and checked.
+The uvicorn protocol module is imported only where it is used (the gateway worker, the check).
+"""
+
+from __future__ import annotations
+
+from .gateway import GatewayService
+from .seams import RUNNER_CONNECTION, require
+from .startup import collections_paused, read_yaml_with_libyaml
+
+__all__ = [
+    "RUNNER_CONNECTION",
+    "GatewayService",
+    "collections_paused",
+    "read_yaml_with_libyaml",
+    "require",
+]
