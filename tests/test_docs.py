@@ -11,6 +11,10 @@ statistics an example shows are those of the examples before it. A live block's 
 run too (the ``python -c`` that writes a binary request, say); a ``$ VAR=... make serve`` line
 is the test server, which must set those variables. Each command is then one test case that
 compares what it printed with what the document shows (:func:`~tests.docs_examples.assert_same`).
+
+Without a server: every relative link of the documents, and its ``#anchor``, leads somewhere
+(:mod:`tests.docs_links`), every page of ``docs/`` is linked from the README, and the README
+stays short enough to be read (the reference lives in ``docs/``).
 """
 
 from __future__ import annotations
@@ -30,8 +34,10 @@ from sklearn.datasets import load_iris
 
 from .conftest import ROOT, LiveServer, start_server, stop_server
 from .docs_examples import CURL, Block, Example, assert_same, blocks, orphans
+from .docs_links import SCHEME, Link, anchors, broken, links
 
 DOCUMENTS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("**/*.md"))]
+README_MAX_LINES = 300  # one screen's worth of scrolling; the reference is in docs/
 COMMAND_TIMEOUT_S = 60.0
 PROXIES = {"http_proxy", "https_proxy", "all_proxy", "no_proxy"}
 
@@ -265,3 +271,81 @@ def test_blocks_examples_marks_and_orphans() -> None:
         ("doc.md:15", "curl -s localhost:3000/v2", '{"name":"x"}'),
     ]
     assert orphans(Path("doc.md"), MARKDOWN) == ["doc.md:9"]
+
+
+def document_links() -> list[Link]:
+    return [link for p in DOCUMENTS for link in links(p.relative_to(ROOT), p.read_text("utf-8"))]
+
+
+def test_every_relative_link_of_the_documents_resolves() -> None:
+    found = document_links()
+    relative = [link for link in found if not SCHEME.match(link.target)]
+    assert any("#" in link.target for link in relative), "no anchor found: the parser changed"
+    wrong = [f"{link.id}: {why}" for link in relative if (why := broken(ROOT, link))]
+    assert not wrong, "links that lead nowhere:\n" + "\n".join(wrong)
+
+
+def test_every_page_of_docs_is_linked_from_the_readme() -> None:
+    """The README is the index: a page of docs/ nobody links to is a page nobody finds."""
+    readme = ROOT / "README.md"
+    linked = {
+        (readme.parent / link.target.partition("#")[0]).resolve()
+        for link in links(Path("README.md"), readme.read_text("utf-8"))
+        if not SCHEME.match(link.target)
+    }
+    pages = [p for p in DOCUMENTS if p != readme]
+    assert pages, "no page in docs/"
+    unlinked = [str(p.relative_to(ROOT)) for p in pages if p.resolve() not in linked]
+    assert not unlinked, f"add a line to the README's Documentation list for {unlinked}"
+
+
+def test_the_readme_stays_short() -> None:
+    lines = len((ROOT / "README.md").read_text("utf-8").splitlines())
+    assert lines <= README_MAX_LINES, (
+        f"README.md has {lines} lines, at most {README_MAX_LINES}: move reference to docs/"
+    )
+
+
+LINKED = """# Guide
+
+## Models, versions, `latest` and `best`
+
+## iris 1\N{MULTIPLICATION SIGN}4
+
+## iris 1\N{MULTIPLICATION SIGN}4
+
+```text
+## not a heading [nor a link](missing.md)
+```
+
+[ok](#models-versions-latest-and-best) [second](#iris-14-1) [page](other.md#per-model-keys)
+[gone](#nowhere) [missing](missing.md) `[code](missing.md)` [web](https://example.org/x)
+[up](../../outside.md) [dir](sub/) [anchor in code](sub/code.py#L3) [bad anchor](other.md#nope)
+"""
+
+
+def test_links_anchors_and_why_a_link_is_broken(tmp_path: Path) -> None:
+    (tmp_path / "docs" / "sub").mkdir(parents=True)
+    (tmp_path / "docs" / "sub" / "code.py").write_text("x = 1\n")
+    (tmp_path / "docs" / "other.md").write_text("# Other\n\n## Per-model keys\n")
+    (tmp_path / "docs" / "guide.md").write_text(LINKED)
+    assert anchors(LINKED) == {"guide", "models-versions-latest-and-best", "iris-14", "iris-14-1"}
+    found = links(Path("docs/guide.md"), LINKED)
+    assert [link.target for link in found] == [
+        "#models-versions-latest-and-best", "#iris-14-1", "other.md#per-model-keys",
+        "#nowhere", "missing.md", "https://example.org/x",
+        "../../outside.md", "sub/", "sub/code.py#L3", "other.md#nope",
+    ]  # fmt: skip
+    why = {link.target: broken(tmp_path / "", link) for link in found}
+    assert why == {
+        "#models-versions-latest-and-best": "",
+        "#iris-14-1": "",
+        "other.md#per-model-keys": "",
+        "#nowhere": "docs/guide.md has no heading #nowhere",
+        "missing.md": "missing.md does not exist",
+        "https://example.org/x": "",
+        "../../outside.md": "../../outside.md is outside the repository",
+        "sub/": "",
+        "sub/code.py#L3": "",
+        "other.md#nope": "docs/other.md has no heading #nope",
+    }
