@@ -65,7 +65,7 @@ container: bento     ## container image from the Bento (BENTOML_CONTAINERIZE_BAC
 load: venv           ## locust against $(LOAD_URL) (starts a server if none answers); reports in results/load/
 	$(BIN)/python load_tests/run.py --url $(or $(LOAD_URL),http://127.0.0.1:3000)
 
-soak: venv           ## 10 min at saturation on a server it starts: 0 failures, RSS flat ±10 % (SOAK_TIME=30s: short); results/soak/
+soak: venv           ## 10 min at saturation, new versions polled in: 0 failures, RSS flat ±10 % (SOAK_TIME=30s: short); results/soak/
 	$(BIN)/python load_tests/soak.py --time $(or $(SOAK_TIME),10m) --users $(or $(SOAK_USERS),64)
 
 audit: venv          ## pip-audit of requirements.txt; exits 3 ("NOT AUDITED") when the vulnerability service is unreachable

@@ -15,6 +15,13 @@ plus their CPU, and the host's CPU) every second in a thread. It asserts:
    the ``--window`` seconds up to ``--warmup``, 60 s), up or down: a leak grows it, a worker
    that died and came back shrinks it.
 
+3. **new versions load under load** (``--new-version-every``, 60 s by default; ``0`` turns it
+   off): the server polls the store (``OIP_POLL_INTERVAL_S=5`` unless set), and a thread trains
+   a new ``iris`` version every so often (``train.py``, a weak ``C`` so that ``best`` never moves
+   to it: only ``latest`` does); each must appear in the server's metadata within 60 s. So that
+   no run writes versions into your store, the server then serves a store of the soak's own,
+   trained at start (``<out>/bentoml-home``).
+
 For a short run (``--time 30s``) the warm-up is a quarter of the run. Everything goes to
 ``results/soak/<timestamp>/`` (or ``--out``): locust's HTML and CSV reports, ``server.log``,
 ``memory.csv`` (one row per sample) and ``verdict.json``. Exits 0 when both hold, 1 when
@@ -23,19 +30,23 @@ either fails, 2 when no server could be started. Server settings come from the e
 
     python load_tests/soak.py [--time 10m] [--users 64] [--spawn-rate N] [--models ...]
                               [--warmup 60] [--window 10] [--tolerance 0.10] [--out DIR]
+                              [--new-version-every 60]
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import json
 import os
 import re
 import statistics
+import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from pathlib import Path
@@ -50,6 +61,7 @@ import liveserver  # noqa: E402
 from load_tests import run  # noqa: E402
 
 NO_P99_LIMIT_MS = "1e12"
+DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # this machine: no proxy
 
 
 @dataclass(frozen=True)
@@ -130,6 +142,65 @@ class Sampler(threading.Thread):
         return self.samples
 
 
+class NewVersions(threading.Thread):
+    """Trains a new ``iris`` version every ``every_s`` into the served store, and checks that the
+    server (polling the store) serves each within ``deadline_s``; every failure is kept."""
+
+    C_VALUES = ("0.001", "0.0015", "0.002")  # weak: accuracy far below the first version's
+
+    def __init__(self, url: str, every_s: float, deadline_s: float = 60.0) -> None:
+        super().__init__(name="soak-new-versions", daemon=True)
+        self.url, self.every_s, self.deadline_s = url, every_s, deadline_s
+        self.trained: list[str] = []
+        self.served: list[str] = []
+        self.errors: list[str] = []
+        self._done = threading.Event()
+
+    def run(self) -> None:
+        try:
+            while not self._done.wait(self.every_s):
+                self._one(self.C_VALUES[len(self.trained) % len(self.C_VALUES)])
+        except Exception as exc:  # kept for the verdict, never lost with the thread
+            self.errors.append(f"{type(exc).__name__}: {exc}")
+
+    def _one(self, c: str) -> None:
+        done = subprocess.run(
+            [sys.executable, "train.py", "--model", "iris", "--param", f"C={c}"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        found = re.search(r"iris:([a-z0-9]+)", done.stdout)
+        if done.returncode != 0 or found is None:
+            self.errors.append(f"training failed ({done.returncode}): {done.stderr[-500:]}")
+            return
+        version = found.group(1)
+        self.trained.append(version)
+        deadline = time.monotonic() + self.deadline_s
+        while time.monotonic() < deadline:
+            with (
+                contextlib.suppress(OSError, ValueError),
+                DIRECT.open(f"{self.url}/v2/models/iris", timeout=10) as r,
+            ):
+                if version in json.loads(r.read())["versions"]:
+                    self.served.append(version)
+                    return
+            time.sleep(0.5)
+        self.errors.append(f"iris:{version} was not served within {self.deadline_s:g} s")
+
+    def stop(self) -> dict[str, object]:
+        self._done.set()
+        self.join(timeout=600)
+        return {
+            "ok": not self.errors and self.trained == self.served,
+            "every_s": self.every_s,
+            "trained": len(self.trained),
+            "served": len(self.served),
+            "errors": self.errors,
+        }
+
+
 def memory_verdict(
     samples: list[Sample], *, warmup_s: float, window_s: float, tolerance: float
 ) -> dict[str, object]:
@@ -191,6 +262,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--tolerance", type=float, default=0.10)
     p.add_argument("--sample-s", type=float, default=1.0)
     p.add_argument("--out", type=Path, default=None, help="default results/soak/<timestamp>")
+    p.add_argument(
+        "--new-version-every",
+        type=float,
+        default=float(env("SOAK_NEW_VERSION_EVERY", "60")),
+        help="s between new iris versions trained into the served store (0: none)",
+    )
     args = p.parse_args(argv)
 
     duration_s = parse_duration_s(args.time)
@@ -200,6 +277,10 @@ def main(argv: list[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     url = f"http://127.0.0.1:{liveserver.free_port()}"
     print(f"soak: {args.time} at {args.users} users against {url}; results in {out}", flush=True)
+    churn = args.new_version_every > 0
+    if churn:  # the soak's own store: new versions never land in yours
+        os.environ["BENTOML_HOME"] = str(out / "bentoml-home")
+        os.environ.setdefault("OIP_POLL_INTERVAL_S", "5")
     try:
         server = run.start_server(url, args.models, out / "server.log")
     except liveserver.ServerStartError as err:
@@ -207,8 +288,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
     sampler = Sampler(server.proc.pid, args.sample_s)
+    versions = NewVersions(url, args.new_version_every)
     try:
         sampler.start()
+        if churn:
+            versions.start()
         load_argv = [
             *("--url", url, "--users", str(args.users), "--time", args.time),
             *("--spawn-rate", str(args.spawn_rate or args.users)),
@@ -219,6 +303,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         try:
             samples = sampler.stop()
+            new_versions = versions.stop() if churn else {"ok": True, "every_s": 0}
         finally:
             liveserver.stop(server.proc, grace_s=30.0)
 
@@ -233,7 +318,7 @@ def main(argv: list[str] | None = None) -> int:
     busy = [s.cpu_cores for s in loaded]
     host = [s.host_cpu_pct for s in loaded]
     verdict = {
-        "ok": bool(failures_ok and memory["ok"]),
+        "ok": bool(failures_ok and memory["ok"] and new_versions["ok"]),
         "time": args.time,
         "users": args.users,
         "models": args.models,
@@ -241,6 +326,8 @@ def main(argv: list[str] | None = None) -> int:
         "failures_ok": failures_ok,
         "locust": totals,
         "memory": memory,
+        "new_versions": new_versions,
+        "placement": os.environ.get("OIP_PLACEMENT", "inprocess"),
         "server_cpu_cores_mean": round(statistics.fmean(busy), 2) if busy else None,
         "host_cpu_pct_mean": round(statistics.fmean(host), 1) if host else None,
         "host_cores": os.cpu_count(),
@@ -259,10 +346,15 @@ def main(argv: list[str] | None = None) -> int:
         f"{memory.get('end_rss_mib')} MiB at the end ({memory.get('change_pct')} %, "
         f"limit ±{100 * args.tolerance:g} %){reason}"
     )
+    if churn:
+        print(
+            f"soak: new iris versions: {new_versions['trained']} trained, "
+            f"{new_versions['served']} served by polling; errors {new_versions['errors'] or 0}"
+        )
     print(
         f"soak: {'PASS' if verdict['ok'] else 'FAIL'} (failures "
-        f"{'ok' if failures_ok else 'FAILED'}, memory {'flat' if memory['ok'] else 'NOT flat'}); "
-        f"{out / 'verdict.json'}"
+        f"{'ok' if failures_ok else 'FAILED'}, memory {'flat' if memory['ok'] else 'NOT flat'}, "
+        f"new versions {'ok' if new_versions['ok'] else 'FAILED'}); {out / 'verdict.json'}"
     )
     return 0 if verdict["ok"] else 1
 
