@@ -28,7 +28,7 @@ train-if-empty: venv
 	$(BIN)/python train.py --if-empty
 
 serve: train-if-empty   ## set up, train if the store is empty, serve V2 on $(HOST):$(PORT)
-	@$(BIN)/python -m adapters.describe --url http://$(HOST):$(PORT)
+	@$(BIN)/python -m adapters.bento.describe --url http://$(HOST):$(PORT)
 	$(BIN)/bentoml serve service:Gateway --host $(HOST) --port $(PORT)
 
 score: venv          ## batch predictions into a database: SCORE_ARGS="--model iris --input data.csv [--db URL]"
@@ -53,8 +53,8 @@ format: venv
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-docs: venv           ## regenerate docs/configuration.md from the settings' definitions (adapters/environment.py)
-	$(BIN)/python -m adapters.reference docs/configuration.md
+docs: venv           ## regenerate docs/configuration.md from the settings' definitions (adapters/config/environment.py)
+	$(BIN)/python -m adapters.config.reference docs/configuration.md
 
 bento: train-if-empty   ## build the Bento (models, code, pinned packages)
 	$(BIN)/bentoml build
@@ -77,7 +77,7 @@ bench: venv          ## side-by-side vs MLServer 1.7.1 and a bare ceiling, HTTP 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
 
-proto: venv          ## regenerate adapters/rpc/*_pb2*.py from adapters/rpc/proto (Triton's protos)
-	cd adapters/rpc && ../../$(BIN)/python -m grpc_tools.protoc -I proto --python_out=. --pyi_out=. \
+proto: venv          ## regenerate adapters/grpc/generated/*_pb2*.py from its proto/ (Triton's protos)
+	cd adapters/grpc/generated && ../../../$(BIN)/python -m grpc_tools.protoc -I proto --python_out=. --pyi_out=. \
 		--grpc_python_out=. proto/grpc_service.proto proto/model_config.proto proto/health.proto
-	sed -i 's/^import model_config_pb2 as/from . import model_config_pb2 as/; s/^import grpc_service_pb2 as/from . import grpc_service_pb2 as/; s/^import health_pb2 as/from . import health_pb2 as/' adapters/rpc/*_pb2*.py
+	sed -i 's/^import model_config_pb2 as/from . import model_config_pb2 as/; s/^import grpc_service_pb2 as/from . import grpc_service_pb2 as/; s/^import health_pb2 as/from . import health_pb2 as/' adapters/grpc/generated/*_pb2*.py

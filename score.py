@@ -17,7 +17,7 @@ model cannot take stops the run with exit code 2, naming the row (counted from 0
 before it stay committed, so a run can be resumed by running it again.
 
 ``--engine ray`` predicts on Ray Data worker actors (``--ray-workers``, one model copy each) and
-writes here, with the same chunks, keys and errors (:mod:`adapters.scoring`): a local Ray on
+writes here, with the same chunks, keys and errors (:mod:`adapters.batch.scoring`): a local Ray on
 this machine, or the cluster at ``RAY_ADDRESS``. It needs ``requirements-ray.txt`` and reads
 .csv and .parquet files, not ``sql:``.
 
@@ -37,23 +37,23 @@ from typing import Any, TextIO
 import bentoml
 from sqlalchemy.exc import SQLAlchemyError
 
-from adapters import Settings
-from adapters.batch import MalformedInput, Plan, input_columns, input_kind, read_chunks
-from adapters.dataplane import requested_outputs
-from adapters.environment import ConfigError
-from adapters.errors import OIPError
-from adapters.messages import RequestedOutput
-from adapters.predictions import (
+from adapters.batch.predictions import (
     TableMismatch,
     connect,
     default_table_name,
     ensure_table,
     write_columns,
 )
-from adapters.registry import ModelVersion
-from adapters.repository import Repository
-from adapters.scoring import Columns, EngineFailed, predicted, ray_chunks, stamped
-from adapters.signature import TensorSpec
+from adapters.batch.readers import MalformedInput, Plan, input_columns, input_kind, read_chunks
+from adapters.batch.scoring import Columns, EngineFailed, predicted, ray_chunks, stamped
+from adapters.config.environment import ConfigError
+from adapters.config.settings import Settings
+from adapters.dataplane.plane import requested_outputs
+from adapters.models.registry import ModelVersion
+from adapters.models.repository import Repository
+from adapters.models.signature import TensorSpec
+from adapters.protocol.errors import OIPError
+from adapters.protocol.messages import RequestedOutput
 
 DEFAULT_DB = "sqlite:///predictions.db"
 DEFAULT_CHUNK_ROWS = 50_000

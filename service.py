@@ -1,6 +1,6 @@
 """BentoML services: the V2 gateway and, for models placed there, the batching runner.
 
-What is served and where each model's predict runs is configuration (``adapters/config.py``:
+What is served and where each model's predict runs is configuration (``adapters/config``:
 ``OIP_MODELS``, ``OIP_PLACEMENT``, ...), never code. Every stored version of every served model is
 referenced on the gateway, so ``bentoml build`` packs exactly the versions the server answers for.
 """
@@ -12,15 +12,6 @@ from typing import Any
 import anyio
 import bentoml
 
-from adapters import (
-    ConfigError,
-    Placement,
-    Settings,
-    build_app,
-    build_dataplane,
-    check_store,
-    runner_worker,
-)
 from adapters.bento import (
     RUNNER_CONNECTION,
     GatewayService,
@@ -29,7 +20,10 @@ from adapters.bento import (
     removed_at_exit,
     require,
 )
-from adapters.wiring import with_runner_apis
+from adapters.bento.wiring import build_dataplane, check_store, runner_worker, with_runner_apis
+from adapters.config.environment import ConfigError
+from adapters.config.settings import Placement, Settings
+from adapters.http.routes import build_app
 
 read_yaml_with_libyaml()  # BentoML's store reads, ~8x faster (adapters/bento/startup.py)
 # `bentoml serve` (or `bentoml build`) itself, before any worker; the workers start from a
@@ -91,7 +85,7 @@ class ModelRunner:
     # (`threads`, 1), so a long batch would hold a load or an unload back until it ends.
     @bentoml.api
     async def served(self, view: Any) -> dict[str, str]:
-        """A gateway's changed view: load and free in every worker (adapters/runnerworker.py)."""
+        """A gateway's changed view: load and free in every worker (adapters/execution/worker.py)."""
         return await anyio.to_thread.run_sync(self.worker.sync, view)
 
     @bentoml.api
@@ -129,7 +123,7 @@ class Gateway:
         """In `bentoml serve` itself, once, before any worker: the gRPC port is this server's
         for its life (its workers share it; another server on it stops here)."""
         if settings.grpc_port:
-            from adapters.rpc.port import PortUnavailable, own
+            from adapters.grpc.port import PortUnavailable, own
 
             try:
                 own(settings.grpc_host, settings.grpc_port)
@@ -142,7 +136,7 @@ class Gateway:
         themselves."""
         self.grpc = None
         if settings.grpc_port:
-            from adapters.rpc.service import serve
+            from adapters.grpc.service import serve
 
             self.grpc = await serve(
                 self.dataplane,

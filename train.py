@@ -37,11 +37,11 @@ from sklearn.metrics import (
 from sklearn.model_selection import train_test_split
 from sklearn.pipeline import Pipeline
 
-from adapters import Settings
-from adapters.codecs import Array
-from adapters.introspect import final_estimator
+from adapters.config.settings import Settings
+from adapters.models.introspect import final_estimator
+from adapters.models.repository import stored_versions
+from adapters.protocol.codecs import Array
 from adapters.register import save_estimator
-from adapters.repository import stored_versions
 
 TEXT_DATA = Path(__file__).parent / "data" / "ml_projects.csv"
 

@@ -17,7 +17,7 @@ the measured window count; the warm-up window before it runs on the same connect
 
 The message classes are the project's (``adapters/rpc/grpc_service_pb2``, see stubs():
 Triton's proto, package ``inference``, the same wire format as MLServer's). Do not import
-tritonclient.grpc, kserve or ``adapters.rpc`` in the same process: they register the same proto
+tritonclient.grpc, kserve or ``adapters.grpc`` in the same process: they register the same proto
 symbols.
 """
 

@@ -82,7 +82,7 @@ def save_slow_model() -> str:
     from sklearn.pipeline import Pipeline
     from sklearn.preprocessing import FunctionTransformer
 
-    from adapters import infer_signature
+    from adapters.models.signature import infer_signature
 
     from .slow_model import burn
 

@@ -18,7 +18,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import FunctionTransformer
 
-from adapters import infer_signature
+from adapters.models.signature import infer_signature
 
 from .slow_model import ballast, held
 

@@ -14,13 +14,14 @@ import pytest
 from sklearn.feature_extraction.text import TfidfVectorizer
 from starlette.testclient import TestClient
 
-from adapters import Settings, build_app, build_dataplane
-from adapters.answers import planned_bytes, tensor_bytes
-from adapters.config import Limits
-from adapters.messages import Tensor
+from adapters.bento.wiring import build_dataplane
+from adapters.config.settings import Limits, Settings
+from adapters.dataplane.answers import planned_bytes, tensor_bytes
+from adapters.http.routes import build_app
+from adapters.models.signature import TensorSpec
+from adapters.protocol.messages import Tensor
+from adapters.protocol.schemas import Datatype
 from adapters.register import save_estimator
-from adapters.schemas import Datatype
-from adapters.signature import TensorSpec
 
 from .clients import answers
 from .conftest import LiveServer, Store, start_server, stop_server
@@ -63,7 +64,7 @@ def test_planned_bytes_from_the_signature() -> None:
     ],
 )
 def test_tensor_bytes_is_what_the_wire_carries(data: Any, datatype: Datatype, size: int) -> None:
-    from adapters.binary import encode_raw
+    from adapters.protocol.binary import encode_raw
 
     assert tensor_bytes(Tensor("out", datatype, data)) == size == len(encode_raw(datatype, data))
 

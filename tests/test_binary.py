@@ -7,10 +7,10 @@ import struct
 import numpy as np
 import pytest
 
-from adapters.binary import BinaryReader, decode_raw, encode_raw, split_body
-from adapters.codecs import DATATYPE_TO_DTYPE
-from adapters.errors import InvalidTensor
-from adapters.schemas import Datatype
+from adapters.protocol.binary import BinaryReader, decode_raw, encode_raw, split_body
+from adapters.protocol.codecs import DATATYPE_TO_DTYPE
+from adapters.protocol.errors import InvalidTensor
+from adapters.protocol.schemas import Datatype
 
 from .test_codecs import SAMPLES
 

@@ -9,7 +9,7 @@ import numpy as np
 import orjson
 import pytest
 
-from adapters.codecs import (
+from adapters.protocol.codecs import (
     DATATYPE_TO_DTYPE,
     DTYPE_TO_DATATYPE,
     cast_exact,
@@ -17,8 +17,8 @@ from adapters.codecs import (
     decode_tensor,
     encode_tensor,
 )
-from adapters.errors import InvalidTensor, ModelOutputError
-from adapters.schemas import Datatype
+from adapters.protocol.errors import InvalidTensor, ModelOutputError
+from adapters.protocol.schemas import Datatype
 
 # One 2x3 sample per datatype, as a JSON client would send it (row-major, nested).
 SAMPLES: dict[Datatype, list[list[Any]]] = {

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from adapters.config import (
+from adapters.config.environment import FIELDS, ConfigError
+from adapters.config.settings import (
     DEFAULT_MODELS,
     Batching,
     Limits,
@@ -17,8 +18,7 @@ from adapters.config import (
     Settings,
     parse_per_model,
 )
-from adapters.environment import FIELDS, ConfigError
-from adapters.signature import Signature
+from adapters.models.signature import Signature
 
 
 def test_defaults() -> None:

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from adapters.config import Settings
-from adapters.describe import describe
+from adapters.bento.describe import describe
+from adapters.config.settings import Settings
 
 from .conftest import Store
 

@@ -1,4 +1,4 @@
-"""The error tree and its one path: :func:`adapters.routes.guarded` writes ``{"error": ...}``."""
+"""The error tree and its one path: :func:`adapters.http.routes.guarded` writes ``{"error": ...}``."""
 
 from __future__ import annotations
 
@@ -11,10 +11,10 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.testclient import TestClient
 
-from adapters import errors
-from adapters.errors import OIPError
-from adapters.metrics import RequestMetrics
-from adapters.routes import guarded
+from adapters.http.metrics import RequestMetrics
+from adapters.http.routes import guarded
+from adapters.protocol import errors
+from adapters.protocol.errors import OIPError
 
 
 def all_subclasses(cls: type) -> list[type]:

@@ -12,7 +12,7 @@ import prometheus_client
 import pytest
 from starlette.testclient import TestClient
 
-from adapters.lane import V2FastLane
+from adapters.http.lane import V2FastLane
 
 from .conftest import Store
 

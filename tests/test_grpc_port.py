@@ -1,4 +1,4 @@
-"""The gRPC port belongs to one server: the socket rules :mod:`adapters.rpc.port` relies on,
+"""The gRPC port belongs to one server: the socket rules :mod:`adapters.grpc.port` relies on,
 checked on this machine's kernel, and the real servers: a second ``bentoml serve`` on a port in
 use stops with one line naming it while the first keeps serving, and two gateway workers of one
 server share it."""
@@ -16,7 +16,7 @@ import psutil
 import pytest
 
 import liveserver
-from adapters.rpc import port as grpc_port
+from adapters.grpc import port as grpc_port
 
 from .conftest import ROOT, LiveServer, Store, free_port, start_server, stop_server
 

@@ -11,7 +11,7 @@ from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 from starlette.testclient import TestClient
 
-from adapters.lane import V2FastLane, is_v2
+from adapters.http.lane import V2FastLane, is_v2
 
 
 def tagged(name: str) -> Starlette:

@@ -26,12 +26,15 @@ from starlette.responses import PlainTextResponse
 from starlette.routing import BaseRoute, Route
 from starlette.testclient import TestClient
 
-from adapters import Settings, __version__, build_app, build_dataplane, docs
-from adapters.docs import ASSETS, ASSETS_ROUTE
-from adapters.examples import INFER_REQUESTS, INFER_RESPONSES, IRIS_METADATA, TEXT_METADATA
-from adapters.lane import V2FastLane
-from adapters.openapi import MODELS, openapi_document
-from adapters.routes import AnyMethod
+from adapters import __version__
+from adapters.bento.wiring import build_dataplane
+from adapters.config.settings import Settings
+from adapters.http import docs
+from adapters.http.docs import ASSETS, ASSETS_ROUTE
+from adapters.http.examples import INFER_REQUESTS, INFER_RESPONSES, IRIS_METADATA, TEXT_METADATA
+from adapters.http.lane import V2FastLane
+from adapters.http.openapi import MODELS, openapi_document
+from adapters.http.routes import AnyMethod, build_app
 
 from .conftest import LiveServer, Store, start_server, stop_server
 
@@ -62,7 +65,7 @@ def test_every_registered_route_is_documented() -> None:
     routes = registered(build_app().routes)
     assert ("/v2/models/{model_name}/versions/{model_version}/infer", "post") in routes
     missing = sorted((p, m) for p, m in routes if m not in DOCUMENT["paths"].get(p, {}))
-    assert missing == [], f"registered but not in adapters/openapi.py: {missing}"
+    assert missing == [], f"registered but not in adapters/http/openapi.py: {missing}"
 
 
 def bodies() -> Iterator[tuple[str, dict[str, Any], dict[str, Any]]]:

@@ -1,4 +1,4 @@
-"""The predictions table (adapters/predictions.py) on SQLite and on a real PostgreSQL server:
+"""The predictions table (adapters/batch/predictions.py) on SQLite and on a real PostgreSQL server:
 its definition, upserts by (key, model, version), and reading a row back as V2 outputs."""
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from adapters.predictions import (
+from adapters.batch.predictions import (
     TableMismatch,
     connect,
     default_table_name,
@@ -25,8 +25,8 @@ from adapters.predictions import (
     predictions_table,
     write_chunk,
 )
-from adapters.schemas import Datatype
-from adapters.signature import Signature, TensorSpec
+from adapters.models.signature import Signature, TensorSpec
+from adapters.protocol.schemas import Datatype
 
 from .conftest import ROOT, Store
 from .postgres import postgres_url  # noqa: F401 (a fixture)
@@ -161,7 +161,9 @@ def test_the_read_back_route_answers_a_stored_prediction(store: Store, tmp_path:
     in the V2 response shape; unknown keys are 404, and so is any key with no database set."""
     from starlette.testclient import TestClient
 
-    from adapters import Settings, build_app, build_dataplane
+    from adapters.bento.wiring import build_dataplane
+    from adapters.config.settings import Settings
+    from adapters.http.routes import build_app
 
     rows = tmp_path / "rows.csv"
     rows.write_text("id,a,b,c,d\nrow-1,5.1,3.5,1.4,0.2\nrow-2,6.7,3.0,5.2,2.3\n")

@@ -7,16 +7,16 @@ from pathlib import Path
 import pytest
 import yaml
 
-from adapters import reference
-from adapters.config import Batching, Placement, Settings
-from adapters.environment import FIELDS, Environment, Group, ModelSection
+from adapters.config import reference
+from adapters.config.environment import FIELDS, Environment, Group, ModelSection
+from adapters.config.settings import Batching, Placement, Settings
 
 DOC = Path(__file__).resolve().parents[1] / reference.PATH
 
 
 def test_the_reference_is_what_the_definitions_generate() -> None:
     assert DOC.read_text(encoding="utf-8") == reference.render(), (
-        f"{reference.PATH} is out of date with adapters/environment.py: run `make docs`"
+        f"{reference.PATH} is out of date with adapters/config/environment.py: run `make docs`"
     )
 
 

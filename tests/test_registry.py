@@ -9,12 +9,13 @@ import numpy as np
 import pytest
 from sklearn.linear_model import LinearRegression
 
-from adapters import Settings, build_dataplane
-from adapters.errors import ModelNotFound, VersionNotFound
-from adapters.registry import ModelVersion, Registry, ServedModel
-from adapters.repository import Repository
-from adapters.schemas import Datatype
-from adapters.signature import Signature, TensorSpec
+from adapters.bento.wiring import build_dataplane
+from adapters.config.settings import Settings
+from adapters.models.registry import ModelVersion, Registry, ServedModel
+from adapters.models.repository import Repository
+from adapters.models.signature import Signature, TensorSpec
+from adapters.protocol.errors import ModelNotFound, VersionNotFound
+from adapters.protocol.schemas import Datatype
 
 from .conftest import Store
 

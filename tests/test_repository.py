@@ -15,8 +15,10 @@ from sklearn.preprocessing import FunctionTransformer
 from starlette.testclient import TestClient
 
 import train
-from adapters import Settings, build_app, build_dataplane
-from adapters.schemas import RepositoryModel, StatisticsResponse
+from adapters.bento.wiring import build_dataplane
+from adapters.config.settings import Settings
+from adapters.http.routes import build_app
+from adapters.protocol.schemas import RepositoryModel, StatisticsResponse
 
 from .conftest import Store
 

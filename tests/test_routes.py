@@ -13,9 +13,10 @@ import numpy as np
 import pytest
 from starlette.testclient import TestClient
 
-from adapters import Settings, build_app, build_dataplane
-from adapters.config import Limits
-from adapters.schemas import InferenceResponse, ModelMetadata, ServerMetadata
+from adapters.bento.wiring import build_dataplane
+from adapters.config.settings import Limits, Settings
+from adapters.http.routes import build_app
+from adapters.protocol.schemas import InferenceResponse, ModelMetadata, ServerMetadata
 
 from .conftest import Store
 

@@ -19,14 +19,14 @@ from bentoml.exceptions import BentoMLException
 from sklearn.datasets import load_iris
 from sklearn.linear_model import LogisticRegression
 
-from adapters.config import Batching
-from adapters.errors import BadRequest, NotReady, Overloaded
-from adapters.inprocess import InProcess
-from adapters.registry import ModelVersion
-from adapters.runner import RunnerClient
-from adapters.runtime import PredictFailed, predict_batch, predict_one
-from adapters.schemas import Datatype
-from adapters.signature import Signature, TensorSpec
+from adapters.config.settings import Batching
+from adapters.execution.inprocess import InProcess
+from adapters.execution.runner import RunnerClient
+from adapters.execution.runtime import PredictFailed, predict_batch, predict_one
+from adapters.models.registry import ModelVersion
+from adapters.models.signature import Signature, TensorSpec
+from adapters.protocol.errors import BadRequest, NotReady, Overloaded
+from adapters.protocol.schemas import Datatype
 
 X, y = load_iris(return_X_y=True)
 A = LogisticRegression(max_iter=500).fit(X, y)

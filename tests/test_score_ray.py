@@ -10,10 +10,10 @@ import pytest
 from ray.exceptions import RayTaskError
 
 import score
-from adapters.batch import MalformedInput, Plan
-from adapters.schemas import Datatype
-from adapters.scoring import EngineFailed, _reading_fault, default_workers
-from adapters.signature import Signature, TensorSpec
+from adapters.batch.readers import MalformedInput, Plan
+from adapters.batch.scoring import EngineFailed, _reading_fault, default_workers
+from adapters.models.signature import Signature, TensorSpec
+from adapters.protocol.schemas import Datatype
 
 from .conftest import Store
 from .test_score import FEATURES, iris_csv, write_lines

@@ -6,8 +6,8 @@ import bentoml
 import pytest
 
 import train
-from adapters.repository import stored_versions
-from adapters.signature import Signature
+from adapters.models.repository import stored_versions
+from adapters.models.signature import Signature
 
 from .conftest import Store
 

@@ -1,6 +1,6 @@
 """Unload and delete under traffic, in process: calls queued across the change are answered 404
 alone and the rest of their batch runs; unload frees the estimators and nothing is loaded at
-predict time; every runner worker follows the gateway's view (adapters/runnerworker.py); a
+predict time; every runner worker follows the gateway's view (adapters/execution/worker.py); a
 version that failed to load is tried again by the next load."""
 
 from __future__ import annotations
@@ -23,16 +23,18 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import FunctionTransformer
 from starlette.testclient import TestClient
 
-from adapters import Settings, build_app, build_dataplane
-from adapters.errors import NotFound, NotReady
-from adapters.inprocess import InProcess
-from adapters.messages import InferRequest, InferResponse, Tensor
-from adapters.registry import ModelVersion
-from adapters.runner import RunnerClient
-from adapters.runnerworker import RunnerWorker, View
-from adapters.runtime import NotServed
-from adapters.schemas import Datatype
-from adapters.signature import Signature, TensorSpec
+from adapters.bento.wiring import build_dataplane
+from adapters.config.settings import Settings
+from adapters.execution.inprocess import InProcess
+from adapters.execution.runner import RunnerClient
+from adapters.execution.runtime import NotServed
+from adapters.execution.worker import RunnerWorker, View
+from adapters.http.routes import build_app
+from adapters.models.registry import ModelVersion
+from adapters.models.signature import Signature, TensorSpec
+from adapters.protocol.errors import NotFound, NotReady
+from adapters.protocol.messages import InferRequest, InferResponse, Tensor
+from adapters.protocol.schemas import Datatype
 
 from .conftest import Store
 from .controlled import ROW, broken, delete, save, save_held
@@ -188,7 +190,7 @@ def test_a_version_that_failed_to_load_is_tried_again(
     fragile = save("fragile", FunctionTransformer(), C=0.01, signature=signature)
     app = build_app()
     try:
-        with broken(fragile), caplog.at_level(logging.WARNING, logger="adapters.repository"):
+        with broken(fragile), caplog.at_level(logging.WARNING, logger="adapters.models.repository"):
             app.state.dataplane = build_dataplane(Settings(models=("fragile",)))
             with TestClient(app) as client:
                 for _ in range(3):
@@ -201,7 +203,7 @@ def test_a_version_that_failed_to_load_is_tried_again(
                 assert ("could not be loaded" in reason) is signature
                 latest = client.post("/v2/models/fragile/infer", json=ROW).json()
                 assert latest["model_version"] == good.split(":")[1]
-        logged = [r for r in caplog.records if r.name == "adapters.repository"]
+        logged = [r for r in caplog.records if r.name == "adapters.models.repository"]
         assert sum(fragile in r.getMessage() for r in logged) == 1
         with TestClient(app) as client:
             assert client.post("/v2/repository/models/fragile/load").json() == {}

@@ -135,7 +135,8 @@ def test_save_estimator_with_a_sample_metrics_and_best(store: Store) -> None:
         for c, accuracy in ((0.01, 0.7), (1, 0.95), (0.1, 0.9))
     )
     try:
-        from adapters import Settings, build_dataplane
+        from adapters.bento.wiring import build_dataplane
+        from adapters.config.settings import Settings
 
         registry = build_dataplane(Settings(models=("mine",))).registry
         assert registry.resolve("mine", "best").version == strong.tag.version
@@ -197,7 +198,9 @@ def test_register_cli_saves_a_joblib_file_and_says_what_it_saved(
 def test_a_numeric_dataframe_model_gets_no_feature_name_warning(saved: dict[str, Any]) -> None:
     from starlette.testclient import TestClient
 
-    from adapters import Settings, build_app, build_dataplane
+    from adapters.bento.wiring import build_dataplane
+    from adapters.config.settings import Settings
+    from adapters.http.routes import build_app
 
     app = build_app()
     app.state.dataplane = build_dataplane(Settings(models=("spend",)))

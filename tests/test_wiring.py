@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from adapters.config import Settings
-from adapters.environment import ConfigError
-from adapters.wiring import check_store
+from adapters.bento.wiring import check_store
+from adapters.config.environment import ConfigError
+from adapters.config.settings import Settings
 
 from .conftest import Store
 

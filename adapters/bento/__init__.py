@@ -10,10 +10,10 @@ The uvicorn protocol module is imported only where it is used (the gateway worke
 
 from __future__ import annotations
 
-from .gateway import GatewayService
-from .runners import removed_at_exit, shared_directory
-from .seams import RUNNER_CONNECTION, require
-from .startup import collections_paused, read_yaml_with_libyaml
+from adapters.bento.gateway import GatewayService
+from adapters.bento.runners import removed_at_exit, shared_directory
+from adapters.bento.seams import RUNNER_CONNECTION, require
+from adapters.bento.startup import collections_paused, read_yaml_with_libyaml
 
 __all__ = [
     "RUNNER_CONNECTION",

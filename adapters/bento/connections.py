@@ -7,7 +7,7 @@ byte by byte holds them forever, until file descriptors run out. :class:`Guarded
 uvicorn's own httptools protocol with both added; :func:`install` makes it the one uvicorn's
 ``http="auto"`` resolves to (its ``HTTP_PROTOCOLS`` table), in the gateway worker only, before
 BentoML builds the server. A body that stalls is the request deadline's and the read timeout's
-job (:func:`adapters.bodies.read_body`): those answer 408/504.
+job (:func:`adapters.http.bodies.read_body`): those answer 408/504.
 """
 
 from __future__ import annotations

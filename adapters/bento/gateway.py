@@ -3,13 +3,13 @@ that serve in any placement.
 
 **What the fast lane bypasses, in one place.** With the lane on (``OIP_FAST_LANE=1``, the
 default), a ``/v2`` request goes from the HTTP server straight to the V2 router
-(:class:`~adapters.lane.V2FastLane`), past BentoML 1.4's per-request middlewares and past the V2
+(:class:`~adapters.http.lane.V2FastLane`), past BentoML 1.4's per-request middlewares and past the V2
 Starlette app's own error middlewares. Each one, and what stands in for it:
 
 ==============================  ================================================================
 bypassed                        for ``/v2`` requests, instead
 ==============================  ================================================================
-request metrics middleware      ``oip_request_duration_seconds`` (:mod:`adapters.metrics`),
+request metrics middleware      ``oip_request_duration_seconds`` (:mod:`adapters.http.metrics`),
 (``bentoml_api_server_*``)      labelled by endpoint, model, resolved version and status
 OpenTelemetry middleware        none: V2 routes are untraced unless ``OIP_TRACING=1``, which
                                 needs ``OIP_FAST_LANE=0``
@@ -21,14 +21,14 @@ TimeoutMiddleware               the per-request deadline of the infer route
 MaxConcurrencyMiddleware        none (``traffic.max_concurrency`` is not set by this project);
 (``traffic.max_concurrency``)   the runner refuses calls over its latency budget (503)
 ``add_asgi_middleware``         not applied to ``/v2`` (this project adds none)
-CORS (``http.cors``)            ``OIP_CORS_ORIGINS`` (:mod:`adapters.security`), in front of
+CORS (``http.cors``)            ``OIP_CORS_ORIGINS`` (:mod:`adapters.http.security`), in front of
                                 every route, lane or not
 ContextMiddleware               ``bentoml.context.request`` is unset in V2 routes (unused here)
-Starlette error middlewares     :func:`adapters.routes.guarded` answers every error itself
+Starlette error middlewares     :func:`adapters.http.routes.guarded` answers every error itself
 ==============================  ================================================================
 
 In front of everything, lane or not: optional bearer-token auth and CORS
-(:mod:`adapters.security`); in the HTTP server itself, a deadline for request headers and a cap
+(:mod:`adapters.http.security`); in the HTTP server itself, a deadline for request headers and a cap
 on open connections (:mod:`adapters.bento.connections`), which uvicorn as BentoML runs it lacks.
 
 ``OIP_FAST_LANE=0`` serves every request through BentoML's full stack (and the V2 app's
@@ -52,9 +52,9 @@ from typing import Any
 import bentoml
 from starlette.types import ASGIApp
 
-from ..config import Limits
-from ..lane import V2FastLane
-from ..security import secure
+from adapters.config.settings import Limits
+from adapters.http.lane import V2FastLane
+from adapters.http.security import secure
 
 
 class GatewayService(bentoml.Service[Any]):  # type: ignore[misc]  # bentoml ships no stubs
@@ -73,7 +73,7 @@ class GatewayService(bentoml.Service[Any]):  # type: ignore[misc]  # bentoml shi
         self.log_access = log_access
 
     def use_security(self, *, tokens: Sequence[str], cors_origins: Sequence[str]) -> None:
-        """Bearer-token auth and CORS in front of every route (:mod:`adapters.security`)."""
+        """Bearer-token auth and CORS in front of every route (:mod:`adapters.http.security`)."""
         self.auth_tokens, self.cors_origins = tuple(tokens), tuple(cors_origins)
 
     def use_limits(self, limits: Limits) -> None:
@@ -85,7 +85,7 @@ class GatewayService(bentoml.Service[Any]):  # type: ignore[misc]  # bentoml shi
         if not is_main:
             return app
         if self.limits is not None:  # before BentoML builds the uvicorn server of this worker
-            from . import connections  # uvicorn's protocol: the worker's import, not the CLI's
+            from adapters.bento import connections
 
             connections.install(
                 header_timeout_s=self.limits.read_timeout_s,

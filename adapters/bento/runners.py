@@ -1,6 +1,6 @@
 """Where the runner's workers meet: BentoML starts every worker of a ``bentoml serve`` as a child
 of that one process (its circus arbiter), so they share a directory named by their parent
-(:mod:`adapters.runnerworker` keeps each worker to the gateways' views through it)."""
+(:mod:`adapters.execution.worker` keeps each worker to the gateways' views through it)."""
 
 from __future__ import annotations
 

@@ -21,7 +21,7 @@ BentoML's runner       its session replaced every 100 calls under    ``tests/tes
 client reads           calls in flight ("Server disconnected")       (the session is kept)
 ``runner_connection``
 BentoML's              a second server shares the gRPC port          ``tests/test_grpc_port.py``
-``on_deployment``      (:mod:`adapters.rpc.port`)
+``on_deployment``      (:mod:`adapters.grpc.port`)
 hooks run once, in
 ``bentoml serve``
 BentoML's store reads  slower start-up only                          ``tests/test_startup.py``
@@ -163,7 +163,7 @@ def _check_protocol() -> None:
     once it is installed, and every hook the guard overrides is one uvicorn still calls."""
     import uvicorn.config
 
-    from . import connections
+    from adapters.bento import connections
 
     guard = connections.GuardedHttpTools
     for hook in connections.HOOKS:

@@ -1,0 +1,170 @@
+"""Wiring: configuration -> registry, executors and data plane, so ``service.py`` stays
+declarative.
+
+Each function answers one question a service asks at start-up: which stored versions does the
+Bento carry, which estimators does this process load, how is the data plane wired.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from adapters import __version__
+from adapters.config.environment import ConfigError
+from adapters.config.settings import Placement, Settings
+from adapters.dataplane.plane import DataPlane
+from adapters.execution.inprocess import InProcess
+from adapters.execution.runner import RunnerClient
+from adapters.execution.runtime import Executor
+from adapters.execution.worker import RunnerWorker
+from adapters.models.registry import ModelVersion
+from adapters.models.repository import Repository, stored_versions
+
+Cls = TypeVar("Cls", bound=type)
+
+
+def bento_tags(bento: Any) -> set[str] | None:
+    """The model tags a Bento was built with, or ``None`` when serving from the source tree."""
+    if bento is None:
+        return None
+    return {str(model.tag) for model in bento.info.all_models}
+
+
+def runner_worker(settings: Settings, *, bento: Any = None) -> RunnerWorker:
+    """This runner worker's estimators: at first every servable version of the models placed
+    on the runner (what the gateway serves at start-up), then whatever the gateways' views say
+    (:mod:`adapters.execution.worker`)."""
+    from bentoml import server_context
+
+    from adapters.bento import shared_directory
+
+    names = settings.models_in(Placement.RUNNER)
+    repository = Repository(
+        names, settings.default_version, {}, only=bento_tags(bento), signatures=settings.signatures
+    )
+    return RunnerWorker(
+        (v.tag for name in names for v in repository.scan(name)),
+        index=server_context.worker_index or 0,
+        workers=settings.runner_workers,
+        directory=shared_directory(),
+    )
+
+
+def with_runner_apis(settings: Settings) -> Callable[[Cls], Cls]:
+    """A class decorator for the runner service: one batchable API per runner-placed model with
+    batching of its own (``[model.<name>]`` in ``OIP_CONFIG``), named by
+    :meth:`Settings.runner_apis`. BentoML batches per API; the other models share ``run``.
+
+    It runs before ``@bentoml.service`` sees the class, which then serves the APIs like any
+    declared one; each predicts with the class's ``worker`` (a :class:`RunnerWorker`).
+    """
+    import bentoml
+
+    def add(cls: Cls) -> Cls:
+        for name, api in settings.runner_apis().items():
+            batching = settings.batching(name)
+
+            def run(self: Any, calls: list[Any]) -> list[Any]:
+                return self.worker.run(calls)  # type: ignore[no-any-return]
+
+            run.__name__ = run.__qualname__ = api
+            decorate = bentoml.api(
+                batchable=True,
+                batch_dim=0,
+                max_batch_size=batching.max_batch_size,
+                max_latency_ms=batching.max_latency_ms,
+            )
+            setattr(cls, api, decorate(run))
+        return cls
+
+    return add
+
+
+def build_dataplane(settings: Settings, runner: Any = None, *, bento: Any = None) -> DataPlane:
+    """The gateway's data plane: in-process models loaded here, the others sent to ``runner``.
+
+    Args:
+        settings: what is served and where.
+        runner: the runner service's client (``bentoml.depends``), needed only when some model
+            is placed on the runner.
+        bento: the Bento being served (``Service.bento``), if any; only the versions it
+            references are served, even if the store beside it has newer ones.
+
+    Raises:
+        ValueError: a served model has no servable version, or no runner runs for it.
+    """
+    inprocess = InProcess(batching=settings.batching)
+    remote = RunnerClient(runner, apis=settings.runner_apis()) if runner is not None else None
+    executors: dict[str, Executor] = {}
+    for name in settings.models:
+        if settings.placement(name) is Placement.INPROCESS:
+            executors[name] = inprocess
+        elif remote is None:
+            raise ValueError(f"model '{name}' is placed on the runner but no runner is running")
+        else:
+            executors[name] = remote
+    repository = Repository(
+        settings.models,
+        settings.default_version,
+        executors,
+        only=bento_tags(bento),
+        signatures=settings.signatures,
+    )
+    repository.start()
+    return DataPlane(
+        repository,
+        server_name=settings.server_name,
+        server_version=__version__,
+        limits=settings.limits,
+        predictions_db=settings.predictions_db,
+    )
+
+
+def check_store(settings: Settings) -> list[str]:
+    """What can be checked against the store before any worker starts: each served model has a
+    version, each default version exists, and some version of each model can be served.
+
+    Returns:
+        the tag of every stored version of every served model: what a Bento must carry (one
+        read of the store serves both questions).
+
+    Raises:
+        ConfigError: naming the variable and the value.
+    """
+    tags = []
+    for name in settings.models:
+        stored = stored_versions(name)
+        tags += [str(m.tag) for m in stored]
+        if not stored:
+            raise ConfigError(
+                f"OIP_MODELS: {name!r} has no version in the BentoML store; train it "
+                "(python train.py) or save it (python -m adapters.register), or remove it"
+            )
+        default = settings.default_version(name)
+        versions = [m.tag.version for m in stored]
+        if default not in ("latest", "best", *versions):
+            listed = ", ".join(versions[:5]) + (", ..." if len(versions) > 5 else "")
+            raise ConfigError(
+                f"OIP_DEFAULT_VERSION: {default!r} for model {name!r} is not latest, best or "
+                f"one of its versions ({listed})"
+            )
+        _check_servable(name, stored, settings)
+    return tags
+
+
+def _check_servable(name: str, stored: list[Any], settings: Settings) -> None:
+    """Some version has a signature: stored, configured, or derivable (newest first)."""
+    if name in settings.signatures or any("signature" in m.info.metadata for m in stored):
+        return
+    problems = []
+    for version in sorted(stored, key=lambda m: m.info.creation_time, reverse=True):
+        try:
+            ModelVersion.from_stored(version)
+            return
+        except Exception as exc:
+            problems.append(f"{version.tag.version}: {exc}")
+    raise ConfigError(
+        f"OIP_MODELS: {name!r} has no version that can be served ({'; '.join(problems)[:500]}); "
+        "give it a signature in OIP_CONFIG or save it with a sample (python -m adapters.register)"
+    )

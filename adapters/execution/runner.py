@@ -1,0 +1,199 @@
+"""Runner execution: calls sent to the runner service (a BentoML dependency whose batchable
+``run`` API merges concurrent calls and executes them with
+:func:`~adapters.execution.runtime.predict_batch`).
+
+What the runner holds follows what this gateway serves on it (:mod:`adapters.execution.worker`):
+every change is sent at once as this process's :class:`~adapters.execution.worker.View` (load:
+the runner's workers load the new versions before they are served, and say which could not be;
+unload and delete: they free the versions no longer served), and every call carries the view,
+so a runner worker that missed a change catches up on its next call.
+
+A call of more than ``chunk_rows`` rows (8,192: each chunk costs a hop, so chunks are larger
+than in process) is sent as consecutive chunks, so other models' calls are batched between them
+instead of waiting behind the whole of it. A runner that cannot be
+reached, or that readiness found down, is a 503 with ``Retry-After``; a call already on its way
+to a runner that dies or hangs ends at the request deadline (504); a runner over its batching
+latency budget is a 503.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Mapping, Sequence
+from http import HTTPStatus
+from typing import Any
+
+import anyio
+from bentoml.exceptions import BentoMLException
+
+from adapters.execution.runtime import Result, join_outputs, row_chunks, unwrap
+from adapters.execution.worker import View
+from adapters.models.registry import ModelVersion
+from adapters.protocol.codecs import Array
+from adapters.protocol.errors import NotReady, Overloaded
+
+logger = logging.getLogger(__name__)
+
+
+class RunnerClient:
+    """Calls to the runner service (its ``bentoml.depends`` client).
+
+    Readiness asks the runner, bounded by ``ready_timeout_s``, at most every ``ready_ttl_s``:
+    the answer is the last one known while a fresh one is fetched in the background, so a health
+    probe never waits on a busy runner, and a runner that dies or hangs stops being ready within
+    ``ready_ttl_s + ready_timeout_s``. A runner not (or no longer) ready is asked more often and
+    waited for less (``retry_s``, ``retry_timeout_s``): one still starting answers as soon as its
+    worker is up (its socket accepts before then, so a long check would only wait), and the
+    gateway turns ready within a fraction of a second of it.
+    """
+
+    placement = "runner"
+
+    def __init__(
+        self,
+        runner: Any,
+        *,
+        apis: Mapping[str, str] | None = None,
+        ready_ttl_s: float = 1.0,
+        ready_timeout_s: float = 2.0,
+        retry_s: float = 0.1,
+        retry_timeout_s: float = 0.25,
+        chunk_rows: int = 8192,
+        clock: Callable[[], float] = time.monotonic,
+        gateway: int | None = None,
+    ):
+        import aiohttp  # here, not at module level: only a gateway with a runner pays for it
+
+        self.runner = runner
+        self.apis = dict(apis or {})  # model name -> its own batchable API; others: "run"
+        self._disconnected: type[Exception] = aiohttp.ClientConnectionError
+        self.ready_ttl_s = ready_ttl_s
+        self.ready_timeout_s = ready_timeout_s
+        self.retry_s = retry_s
+        self.retry_timeout_s = retry_timeout_s
+        self.chunk_rows = chunk_rows
+        self.clock = clock  # when readiness was last asked; a test's own clock
+        self._known: bool | None = None  # the last answer; None before the first
+        self._checked_at = float("-inf")
+        self._checking: asyncio.Task[None] | None = None
+        if gateway is None:
+            from bentoml import server_context
+
+            gateway = server_context.worker_index or 0
+        self.view = View(gateway, time.time_ns(), frozenset())  # what this process serves there
+
+    def preload_sync(self, tags: Sequence[str]) -> dict[str, str]:
+        """At start-up: the runner's workers load the store's servable versions themselves (the
+        same set), so this is only noted; the first call carries it."""
+        self.view = self._next(self.view.tags | set(tags))
+        return {}
+
+    async def preload(self, tags: Sequence[str]) -> dict[str, str]:
+        """Every runner worker loads these versions; returns those some worker could not load
+        (they are not served, and the workers drop them)."""
+        before = self.view.tags
+        wanted = before | set(tags)
+        if wanted == before:
+            return {}
+        try:
+            failed: dict[str, str] = await self._send(wanted)
+            if failed:
+                await self._send(wanted - failed.keys())
+        except BaseException:
+            self.view = self._next(before)  # not served: the next call says so
+            raise
+        return failed
+
+    async def forget(self, tags: Sequence[str]) -> None:
+        """Every runner worker frees these versions. If the runner cannot be reached now, the
+        view without them goes with the next call (and a restarted worker reads it)."""
+        remaining = self.view.tags - set(tags)
+        if remaining == self.view.tags:
+            return
+        try:
+            await self._send(remaining)
+        except Exception as exc:
+            logger.warning("the runner could not be told to free %s now: %s", list(tags), exc)
+
+    async def loaded(self) -> dict[str, list[str]]:
+        """The tags each runner worker holds, by its worker index."""
+        workers = await self.runner.to_async.loaded()
+        return {str(index): tags for index, tags in sorted(workers.items())}
+
+    def _next(self, tags: set[str] | frozenset[str]) -> View:
+        generation = max(self.view.generation + 1, time.time_ns())
+        return View(self.view.gateway, generation, frozenset(tags))
+
+    async def _send(self, tags: set[str] | frozenset[str]) -> dict[str, str]:
+        """A new view to the runner: one worker applies it and waits for its siblings."""
+        self.view = self._next(tags)
+        try:
+            failed: dict[str, str] = await self.runner.to_async.served(self.view)
+        except self._disconnected:
+            self._known = False
+            raise NotReady(
+                "the runner cannot be reached, retry later", headers={"Retry-After": "1"}
+            ) from None
+        return failed
+
+    async def predict(
+        self, version: ModelVersion, methods: tuple[str, ...], rows: Array
+    ) -> dict[str, Array]:
+        if len(rows) <= self.chunk_rows:
+            return unwrap(await self._call(version, methods, rows))
+        chunks = row_chunks(rows, self.chunk_rows)  # one after another: others batch in between
+        return join_outputs([unwrap(await self._call(version, methods, c)) for c in chunks])
+
+    async def _call(self, version: ModelVersion, methods: tuple[str, ...], rows: Array) -> Result:
+        if self._known is False and not await self.ready():
+            # NOTE: BentoML's arbiter keeps a dead runner's socket open until it restarts it, so a
+            # call would wait for the restart; once readiness says down, fail fast instead.
+            raise NotReady(
+                f"the runner of model '{version.name}' is not ready, retry later",
+                headers={"Retry-After": "1"},
+            )
+        call = [(version.tag, methods, rows, self.view)]
+        run = getattr(self.runner.to_async, self.apis.get(version.name, "run"))
+        try:
+            try:
+                (result,) = await run(call)
+            except self._disconnected:
+                # NOTE: the runner's server closes idle keep-alive connections; a call racing
+                # that close fails before it is read, so it is sent once more (predict has no
+                # side effects).
+                (result,) = await run(call)
+        except self._disconnected:
+            self._known = False
+            raise NotReady(
+                f"the runner of model '{version.name}' cannot be reached, retry later",
+                headers={"Retry-After": "1"},
+            ) from None
+        except BentoMLException as exc:
+            if exc.error_code == HTTPStatus.SERVICE_UNAVAILABLE:
+                raise Overloaded(
+                    f"the runner of model '{version.name}' is overloaded, retry later"
+                ) from None
+            raise
+        return result  # type: ignore[no-any-return]
+
+    async def ready(self) -> bool:
+        ttl = self.ready_ttl_s if self._known else self.retry_s
+        stale = self.clock() - self._checked_at >= ttl
+        if stale and self._checking is None:
+            self._checking = asyncio.get_running_loop().create_task(self._check())
+        if self._known is None and self._checking is not None:
+            await asyncio.shield(self._checking)  # nothing known yet: wait for the first answer
+        return bool(self._known)
+
+    async def _check(self) -> None:
+        timeout = self.ready_timeout_s if self._known else self.retry_timeout_s
+        try:
+            with anyio.fail_after(timeout):
+                self._known = bool(await self.runner.to_async.ready())
+        except Exception:  # not up, gone or hung: connection refused, timeout, 503
+            self._known = False
+        finally:
+            self._checked_at = self.clock()
+            self._checking = None

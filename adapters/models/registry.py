@@ -1,0 +1,172 @@
+"""The model registry: model name + version or alias -> one stored version and its signature.
+
+Every stored version of a served model is addressable by its BentoML version string. Two
+aliases are computed from the store, never configured by hand:
+
+* ``latest``: the newest version (creation time);
+* ``best``: the version with the best value of the model's declared selection metric
+  (``metadata["selection_metric"] = {"name": "accuracy", "goal": "max"}``; ``"min"`` for
+  metrics where lower is better, e.g. rmse). Without one, ``best`` is ``latest``.
+
+Unversioned routes use the model's default (``OIP_DEFAULT_VERSION``, ``latest`` unless set).
+Reading the store is :mod:`adapters.models.repository`'s job; this module only resolves.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from adapters.models.introspect import derive_signature, final_estimator
+from adapters.models.signature import Signature
+from adapters.protocol.errors import ModelNotFound, VersionNotFound
+
+
+@dataclass(frozen=True)
+class ModelVersion:
+    """One stored version: what the V2 metadata route describes and inference resolves to."""
+
+    name: str
+    version: str
+    signature: Signature
+    platform: str
+    created: datetime
+    score: float | None = None  # the selection metric, oriented so that higher is better
+    properties: dict[str, str] = field(default_factory=dict)
+    classes: tuple[str, ...] = ()  # class labels, by index (classification extension)
+
+    @property
+    def tag(self) -> str:
+        return f"{self.name}:{self.version}"
+
+    @classmethod
+    def from_stored(cls, stored: Any, *, signature: Signature | None = None) -> ModelVersion:
+        """Read a version from a ``bentoml.models`` entry (metadata only, unless it lacks a
+        signature, in which case the estimator is loaded to derive one); ``signature``, when
+        given (``OIP_CONFIG``), overrides both."""
+        info = stored.info
+        metadata: dict[str, Any] = dict(info.metadata)
+        classes = tuple(str(metadata["classes"]).split(",")) if "classes" in metadata else ()
+        estimator = metadata.get("estimator")
+        if signature is None and "signature" in metadata:
+            signature = Signature.from_dict(metadata["signature"])
+        if signature is None:  # a plain save_model: derive what the metadata does not say
+            import bentoml
+
+            loaded = bentoml.sklearn.load_model(stored)
+            signature = derive_signature(loaded)
+            final = final_estimator(loaded)
+            classes = classes or tuple(str(c) for c in getattr(final, "classes_", ()))
+            estimator = estimator or type(final).__name__
+        if classes:
+            metadata.setdefault("classes", ",".join(classes))
+        estimator = estimator or info.module.rsplit(".", 1)[-1]
+        return cls(
+            name=stored.tag.name,
+            version=stored.tag.version,
+            signature=signature,
+            platform=f"sklearn_{str(estimator).lower()}",
+            created=info.creation_time,
+            score=_score(metadata),
+            properties=_properties(str(stored.tag), info.creation_time, metadata, info.labels),
+            classes=classes,
+        )
+
+
+def _score(metadata: Mapping[str, Any]) -> float | None:
+    selection = metadata.get("selection_metric") or {}
+    value = (metadata.get("metrics") or {}).get(selection.get("name"))
+    if value is None:
+        return None
+    return -float(value) if selection.get("goal") == "min" else float(value)
+
+
+def _properties(
+    tag: str, created: datetime, metadata: Mapping[str, Any], labels: Mapping[str, str]
+) -> dict[str, str]:
+    """Flatten metadata (metrics, params, dataset, ...) into the string->string ``properties``."""
+    props = {"bentoml_tag": tag, "created": created.isoformat()}
+    props.update(_flatten({k: v for k, v in metadata.items() if k != "signature"}))
+    props.update({f"label.{k}": str(v) for k, v in labels.items()})
+    return props
+
+
+def _flatten(value: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
+    flat: dict[str, str] = {}
+    for key, item in value.items():
+        if isinstance(item, Mapping):
+            flat.update(_flatten(item, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = str(item)
+    return flat
+
+
+class ServedModel:
+    """All served versions of one model name, with the aliases resolved."""
+
+    def __init__(self, name: str, versions: Iterable[ModelVersion], *, default: str = "latest"):
+        ordered = sorted(versions, key=lambda v: v.created, reverse=True)
+        if not ordered:
+            raise ValueError(f"model '{name}' has no version in the BentoML store")
+        self.name = name
+        self.versions: dict[str, ModelVersion] = {v.version: v for v in ordered}
+        scored = [v for v in ordered if v.score is not None]
+        best = max(scored, key=lambda v: v.score or 0.0) if scored else ordered[0]
+        self.aliases: dict[str, ModelVersion] = {"latest": ordered[0], "best": best}
+        self.default = self.resolve(default)
+
+    def resolve(self, version: str | None) -> ModelVersion:
+        """A concrete version, an alias, or ``None`` for the default."""
+        if version is None:
+            return self.default
+        found = self.find(version)
+        if found is None:
+            raise VersionNotFound(self.name, version, served=[*self.aliases, *self.versions])
+        return found
+
+    def find(self, version: str) -> ModelVersion | None:
+        """A concrete version or an alias, ``None`` if there is no such one."""
+        return self.aliases.get(version) or self.versions.get(version)
+
+    def aliases_of(self, version: ModelVersion) -> list[str]:
+        return [alias for alias, target in self.aliases.items() if target is version]
+
+
+class Registry:
+    """The loaded models, by name: what requests resolve against.
+
+    :class:`~adapters.models.repository.Repository` fills it from the store and replaces a model's
+    :class:`ServedModel` whole when it is (re)loaded, so a request resolves against one
+    consistent set of versions and aliases.
+    """
+
+    def __init__(self, models: Iterable[ServedModel] = ()):
+        self.models = {m.name: m for m in models}
+        self.unloaded: set[str] = set()  # servable names unloaded through the repository API
+
+    def model(self, name: str) -> ServedModel:
+        try:
+            return self.models[name]
+        except KeyError:
+            if name in self.unloaded:
+                raise ModelNotFound(
+                    name, served=sorted(self.models), why="it is unloaded"
+                ) from None
+            raise ModelNotFound(name, served=sorted(self.models)) from None
+
+    def resolve(self, name: str, version: str | None) -> ModelVersion:
+        return self.model(name).resolve(version)
+
+    def labels(self, name: str, version: str | None) -> tuple[str, str]:
+        """``(model, version)`` metric labels: the served name and the version it resolves to,
+        ``""`` for what does not exist, so clients cannot invent series."""
+        model = self.models.get(name)
+        if model is None:
+            return "", ""
+        found = model.default if version is None else model.find(version)
+        return name, "" if found is None else found.version
+
+    def all_versions(self) -> list[ModelVersion]:
+        return [v for m in self.models.values() for v in m.versions.values()]
