@@ -48,6 +48,7 @@ lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy adapters service.py train.py score.py liveserver.py
+	$(BIN)/lint-imports  # the layers of adapters/ (pyproject.toml, docs/architecture.md)
 
 format: venv
 	$(BIN)/ruff check --fix .

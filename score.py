@@ -37,20 +37,16 @@ from typing import Any, TextIO
 import bentoml
 from sqlalchemy.exc import SQLAlchemyError
 
-from adapters.batch.predictions import (
-    TableMismatch,
-    connect,
-    default_table_name,
-    ensure_table,
-    write_columns,
-)
+from adapters.batch.predictions import TableMismatch, connect, default_table_name, ensure_table
+from adapters.batch.ray import EngineFailed, ray_chunks
 from adapters.batch.readers import MalformedInput, Plan, input_columns, input_kind, read_chunks
-from adapters.batch.scoring import Columns, EngineFailed, predicted, ray_chunks, stamped
-from adapters.config.environment import ConfigError
+from adapters.batch.scoring import Columns, predicted, stamped
+from adapters.batch.writes import write_columns
+from adapters.config.fields import ConfigError
 from adapters.config.settings import Settings
-from adapters.dataplane.plane import requested_outputs
+from adapters.models.inputs import requested_outputs
 from adapters.models.registry import ModelVersion
-from adapters.models.repository import Repository
+from adapters.models.repository import Holder, Repository
 from adapters.models.signature import TensorSpec
 from adapters.protocol.errors import OIPError
 from adapters.protocol.messages import RequestedOutput
@@ -92,7 +88,9 @@ def resolve(name: str, version: str | None) -> ModelVersion:
     """The version the server would serve for ``name`` and ``version`` (``None``: its
     default), with the server's signature (``OIP_CONFIG`` overrides included)."""
     settings = Settings.from_env()
-    repository = Repository([name], settings.default_version, {}, signatures=settings.signatures)
+    repository: Repository[Holder] = Repository(
+        [name], settings.default_version, {}, signatures=settings.signatures
+    )
     return repository.open(name).resolve(version)
 
 

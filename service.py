@@ -21,7 +21,7 @@ from adapters.bento import (
     require,
 )
 from adapters.bento.wiring import build_dataplane, check_store, runner_worker, with_runner_apis
-from adapters.config.environment import ConfigError
+from adapters.config.fields import ConfigError
 from adapters.config.settings import Placement, Settings
 from adapters.http.routes import build_app
 
@@ -85,7 +85,7 @@ class ModelRunner:
     # (`threads`, 1), so a long batch would hold a load or an unload back until it ends.
     @bentoml.api
     async def served(self, view: Any) -> dict[str, str]:
-        """A gateway's changed view: load and free in every worker (adapters/execution/worker.py)."""
+        """A gateway's changed view: load and free in every worker (adapters.execution.worker)."""
         return await anyio.to_thread.run_sync(self.worker.sync, view)
 
     @bentoml.api

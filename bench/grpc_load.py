@@ -40,7 +40,7 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-PACKAGE = "_oip_rpc"  # adapters/rpc, imported alone: see stubs()
+PACKAGE = "_oip_rpc"  # adapters/grpc/generated, imported alone: see stubs()
 METHOD = "/inference.GRPCInferenceService/ModelInfer"
 DTYPES = {"FP64": "<f8", "FP32": "<f4", "INT64": "<i8", "INT32": "<i4", "BOOL": "u1"}
 TYPED = {  # the typed ``contents`` field of an output, when an answer has no raw contents
@@ -69,7 +69,7 @@ def stubs() -> tuple[Any, Any]:
     pulls in (0.8 s of imports, none of it needed here) stay out of the load generator."""
     if PACKAGE not in sys.modules:
         package = types.ModuleType(PACKAGE)
-        package.__path__ = [str(ROOT / "adapters" / "rpc")]
+        package.__path__ = [str(ROOT / "adapters" / "grpc" / "generated")]
         sys.modules[PACKAGE] = package
     pb = importlib.import_module(f"{PACKAGE}.grpc_service_pb2")
     return pb, importlib.import_module(f"{PACKAGE}.grpc_service_pb2_grpc")

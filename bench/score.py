@@ -42,7 +42,7 @@ from sklearn.datasets import load_iris  # noqa: E402
 
 import score  # noqa: E402
 import train  # noqa: E402
-from adapters.batch.scoring import default_workers
+from adapters.batch.ray import default_workers  # noqa: E402
 
 FEATURES = ["sepal_length", "sepal_width", "petal_length", "petal_width"]
 
@@ -149,7 +149,7 @@ def run(args: argparse.Namespace) -> None:
 
 def ray_runs(common: list[str], base: float) -> None:
     """The Ray engine on ``predict``: starting its own Ray, then on one already running."""
-    from adapters.batch.scoring import ray_session
+    from adapters.batch.ray import ray_session
 
     os.environ.pop("RAY_ADDRESS", None)  # this machine's Ray
     ray = [*common, "--outputs", "predict", "--engine", "ray"]

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from adapters.config.environment import FIELDS, ConfigError
+from adapters.config.environment import FIELDS
+from adapters.config.fields import ConfigError
 from adapters.config.settings import (
     DEFAULT_MODELS,
     Batching,

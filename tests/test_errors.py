@@ -1,4 +1,5 @@
-"""The error tree and its one path: :func:`adapters.http.routes.guarded` writes ``{"error": ...}``."""
+"""The error tree and its one path: :func:`adapters.http.routes.guarded` writes ``{"error":
+...}``."""
 
 from __future__ import annotations
 

@@ -33,7 +33,8 @@ from adapters.http import docs
 from adapters.http.docs import ASSETS, ASSETS_ROUTE
 from adapters.http.examples import INFER_REQUESTS, INFER_RESPONSES, IRIS_METADATA, TEXT_METADATA
 from adapters.http.lane import V2FastLane
-from adapters.http.openapi import MODELS, openapi_document
+from adapters.http.openapi import openapi_document
+from adapters.http.operations import MODELS
 from adapters.http.routes import AnyMethod, build_app
 
 from .conftest import LiveServer, Store, start_server, stop_server

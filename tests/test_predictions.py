@@ -23,8 +23,8 @@ from adapters.batch.predictions import (
     lookup,
     output_values,
     predictions_table,
-    write_chunk,
 )
+from adapters.batch.writes import write_chunk
 from adapters.models.signature import Signature, TensorSpec
 from adapters.protocol.schemas import Datatype
 

@@ -8,7 +8,8 @@ import pytest
 import yaml
 
 from adapters.config import reference
-from adapters.config.environment import FIELDS, Environment, Group, ModelSection
+from adapters.config.environment import FIELDS, Environment, ModelSection
+from adapters.config.fields import Group
 from adapters.config.settings import Batching, Placement, Settings
 
 DOC = Path(__file__).resolve().parents[1] / reference.PATH

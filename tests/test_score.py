@@ -25,7 +25,7 @@ import score
 import train
 from adapters.batch.predictions import connect, lookup
 from adapters.batch.readers import MalformedInput, Plan, content_keys
-from adapters.dataplane.plane import model_input
+from adapters.models.inputs import model_input
 from adapters.models.registry import ModelVersion
 from adapters.models.repository import Repository
 from adapters.models.signature import Signature, TensorSpec
@@ -41,7 +41,7 @@ FEATURES = ["sepal_length", "sepal_width", "petal_length", "petal_width"]
 def local_ray() -> Iterator[None]:
     """A local Ray of 2 CPUs for this module's ``--engine ray`` runs (its start takes seconds:
     once). Skipped where Ray cannot start, except in CI (``CI`` set), where that fails."""
-    from adapters.batch.scoring import ray_session
+    from adapters.batch.ray import ray_session
 
     with pytest.MonkeyPatch.context() as patch, ExitStack() as stack:
         patch.delenv("RAY_ADDRESS", raising=False)  # this machine's Ray, never a cluster

@@ -10,8 +10,8 @@ import pytest
 from ray.exceptions import RayTaskError
 
 import score
+from adapters.batch.ray import EngineFailed, _reading_fault, default_workers
 from adapters.batch.readers import MalformedInput, Plan
-from adapters.batch.scoring import EngineFailed, _reading_fault, default_workers
 from adapters.models.signature import Signature, TensorSpec
 from adapters.protocol.schemas import Datatype
 

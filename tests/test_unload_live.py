@@ -114,7 +114,7 @@ def load(live: LiveServer, name: str) -> None:
 
 GRPC_INFER = """
 import sys, grpc
-from adapters.grpc import grpc_service_pb2 as pb, grpc_service_pb2_grpc as rpc
+from adapters.grpc.generated import grpc_service_pb2 as pb, grpc_service_pb2_grpc as rpc
 address, name, version = sys.argv[1:]
 tensor = pb.ModelInferRequest.InferInputTensor(
     name="input-0", datatype="FP64", shape=[1, 4],

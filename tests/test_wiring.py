@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from adapters.bento.wiring import check_store
-from adapters.config.environment import ConfigError
+from adapters.config.fields import ConfigError
 from adapters.config.settings import Settings
 
 from .conftest import Store

@@ -12,7 +12,7 @@ result). How a row becomes the model's input (:class:`Plan`):
 * a model fitted on a DataFrame (``frame``): one tensor per input column, by name (other columns
   are left out).
 
-The tensors then go through :func:`adapters.dataplane.model_input` (``check_tensor``), as a
+The tensors then go through :func:`adapters.models.inputs.model_input` (``check_tensor``), as a
 request's would. A row that cannot be read is a :class:`MalformedInput` naming it.
 """
 

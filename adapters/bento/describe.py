@@ -1,5 +1,5 @@
-"""``python -m adapters.bento.describe --url URL``: what ``make serve`` is about to serve, read from the
-store and the configuration exactly as the server reads them: each model with its versions,
+"""``python -m adapters.bento.describe --url URL``: what ``make serve`` is about to serve, read from
+the store and the configuration exactly as the server reads them: each model with its versions,
 aliases and placement, then the URLs to call and to read."""
 
 from __future__ import annotations
@@ -8,13 +8,13 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from adapters.config.environment import ConfigError
+from adapters.config.fields import ConfigError
 from adapters.config.settings import Settings
-from adapters.models.repository import Repository
+from adapters.models.repository import Holder, Repository
 
 
 def describe(settings: Settings, url: str) -> str:
-    repository = Repository(settings.models, settings.default_version, {})
+    repository: Repository[Holder] = Repository(settings.models, settings.default_version, {})
     lines = []
     for name in settings.models:
         try:

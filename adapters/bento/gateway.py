@@ -3,8 +3,8 @@ that serve in any placement.
 
 **What the fast lane bypasses, in one place.** With the lane on (``OIP_FAST_LANE=1``, the
 default), a ``/v2`` request goes from the HTTP server straight to the V2 router
-(:class:`~adapters.http.lane.V2FastLane`), past BentoML 1.4's per-request middlewares and past the V2
-Starlette app's own error middlewares. Each one, and what stands in for it:
+(:class:`~adapters.http.lane.V2FastLane`), past BentoML 1.4's per-request middlewares and past the
+V2 Starlette app's own error middlewares. Each one, and what stands in for it:
 
 ==============================  ================================================================
 bypassed                        for ``/v2`` requests, instead
@@ -85,7 +85,7 @@ class GatewayService(bentoml.Service[Any]):  # type: ignore[misc]  # bentoml shi
         if not is_main:
             return app
         if self.limits is not None:  # before BentoML builds the uvicorn server of this worker
-            from adapters.bento import connections
+            from adapters.bento import connections  # uvicorn: the worker's import, not the CLI's
 
             connections.install(
                 header_timeout_s=self.limits.read_timeout_s,

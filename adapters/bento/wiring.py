@@ -11,7 +11,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from adapters import __version__
-from adapters.config.environment import ConfigError
+from adapters.config.fields import ConfigError
 from adapters.config.settings import Placement, Settings
 from adapters.dataplane.plane import DataPlane
 from adapters.execution.inprocess import InProcess
@@ -19,7 +19,7 @@ from adapters.execution.runner import RunnerClient
 from adapters.execution.runtime import Executor
 from adapters.execution.worker import RunnerWorker
 from adapters.models.registry import ModelVersion
-from adapters.models.repository import Repository, stored_versions
+from adapters.models.repository import Holder, Repository, stored_versions
 
 Cls = TypeVar("Cls", bound=type)
 
@@ -40,7 +40,7 @@ def runner_worker(settings: Settings, *, bento: Any = None) -> RunnerWorker:
     from adapters.bento import shared_directory
 
     names = settings.models_in(Placement.RUNNER)
-    repository = Repository(
+    repository: Repository[Holder] = Repository(
         names, settings.default_version, {}, only=bento_tags(bento), signatures=settings.signatures
     )
     return RunnerWorker(

@@ -9,7 +9,7 @@ May import :mod:`adapters.models` (a per-model signature) and :mod:`adapters.pro
 
 from __future__ import annotations
 
-from adapters.config.environment import ConfigError
+from adapters.config.fields import ConfigError
 from adapters.config.settings import DEFAULT_MODELS, Batching, Limits, Placement, Settings
 
 __all__ = ["DEFAULT_MODELS", "Batching", "ConfigError", "Limits", "Placement", "Settings"]

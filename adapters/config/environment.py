@@ -16,48 +16,12 @@ fills it by name.
 
 from __future__ import annotations
 
-import enum
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
-from pydantic.config import JsonDict
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource
 
-PREFIX = "OIP_"
-
-
-class ConfigError(ValueError):
-    """A configuration value that cannot be used: the message names the variable and value."""
-
-
-class Group(enum.StrEnum):
-    """The sections of the reference, in its order."""
-
-    SERVING = "Serving"
-    BATCHING = "Batching"
-    LIMITS = "Limits"
-    SECURITY = "Security"
-    GRPC = "gRPC"
-    OPERATIONS = "Operations"
-
-
-def setting(default: Any, group: Group, description: str, values: str = "", **rules: Any) -> Any:
-    """One setting's definition: ``rules`` are pydantic's constraints (``gt=0``), ``values`` says
-    what a text setting accepts (the reference derives it for numbers and flags)."""
-    return _field(default, description, {"group": group.value}, values, **rules)
-
-
-def key(description: str, values: str = "", **rules: Any) -> Any:
-    """One key of a ``[model.<name>]`` section: unset, the server's setting applies."""
-    return _field(None, description, {}, values, **rules)
-
-
-def _field(default: Any, description: str, extra: JsonDict, values: str, **rules: Any) -> Any:
-    """A pydantic field whose description is one line, with the reference's hints beside it."""
-    if values:
-        extra["values"] = values
-    text = " ".join(description.split())
-    return Field(default, description=text, json_schema_extra=extra, **rules)
+from adapters.config.fields import Group, key, setting
 
 
 class ModelSection(BaseModel):

@@ -15,7 +15,8 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from adapters.config.environment import DEFAULTS, ConfigError
+from adapters.config.environment import DEFAULTS
+from adapters.config.fields import ConfigError
 from adapters.config.sources import read
 from adapters.models.signature import Signature
 

@@ -18,7 +18,8 @@ from typing import Any
 from pydantic import ValidationError
 from pydantic_settings import BaseSettings, EnvSettingsSource
 
-from adapters.config.environment import FIELDS, PREFIX, ConfigError, Environment
+from adapters.config.environment import FIELDS, Environment
+from adapters.config.fields import PREFIX, ConfigError
 
 
 class _Variables(EnvSettingsSource):

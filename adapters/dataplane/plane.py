@@ -1,10 +1,11 @@
 """The data plane: what every V2 operation means, whatever the transport.
 
-A transport (the REST routes today) decodes its wire format into an
+A transport (the HTTP and gRPC edges) decodes its wire format into an
 :class:`~adapters.protocol.messages.InferRequest` and writes back the
-:class:`~adapters.protocol.messages.InferResponse`; everything in between happens here, once: resolve the
-model version in the registry, check each input tensor against the model's signature, pick the
-outputs, run the model through its executor, and label the outputs with their datatypes.
+:class:`~adapters.protocol.messages.InferResponse`; everything in between happens here, once:
+resolve the model version in the registry, check the inputs against the model's signature
+(:mod:`adapters.models.inputs`), pick the outputs, run the model through its executor, and
+label the outputs with their datatypes.
 """
 
 from __future__ import annotations
@@ -18,20 +19,17 @@ import anyio
 from adapters.config.settings import Limits
 from adapters.dataplane.answers import check_outputs, check_planned
 from adapters.dataplane.statistics import Statistics
+from adapters.execution.runtime import Executor
+from adapters.models.inputs import model_input, requested_outputs
 from adapters.models.registry import ModelVersion
 from adapters.models.repository import Repository
-from adapters.models.signature import TensorSpec
-from adapters.protocol.classification import class_count, classify
-from adapters.protocol.codecs import DATATYPE_TO_DTYPE, Array, cast_exact, datatype_of
+from adapters.protocol.classification import classify
+from adapters.protocol.codecs import Array, datatype_of
 from adapters.protocol.errors import (
     DeadlineExceeded,
-    InputMismatch,
-    InvalidTensor,
     NotFound,
-    UnknownOutput,
-    Unsupported,
 )
-from adapters.protocol.messages import InferRequest, InferResponse, RequestedOutput, Tensor
+from adapters.protocol.messages import InferRequest, InferResponse, Tensor
 from adapters.protocol.schemas import Datatype
 
 EXTENSIONS = ["binary_tensor_data", "model_repository", "statistics", "classification"]
@@ -62,11 +60,12 @@ class Deadline:
 
 class DataPlane:
     """Server and model metadata, health, inference, the repository and statistics, over a
-    :class:`~adapters.models.repository.Repository` and its :class:`~adapters.models.registry.Registry`."""
+    :class:`~adapters.models.repository.Repository` and its
+    :class:`~adapters.models.registry.Registry`."""
 
     def __init__(
         self,
-        repository: Repository,
+        repository: Repository[Executor],
         *,
         server_name: str,
         server_version: str,
@@ -156,7 +155,7 @@ class DataPlane:
         if not self.predictions_db:  # nothing stored to find: a 404, as for an unknown key
             raise NotFound("no stored predictions: set OIP_PREDICTIONS_DB to score.py's --db")
         resolved = self.registry.resolve(name, version)
-        from adapters.batch import predictions
+        from adapters.batch import predictions  # SQLAlchemy only when the route is used
 
         if self._engine is None:
             self._engine = predictions.connect(self.predictions_db)
@@ -195,95 +194,3 @@ def _output(resolved: ModelVersion, method: str, count: int | None, array: Array
     if count is None:
         return Tensor(method, datatype_of(array), array)
     return Tensor(method, Datatype.BYTES, classify(method, array, count, resolved.classes))
-
-
-def model_input(resolved: ModelVersion, inputs: list[Tensor]) -> Any:
-    """Match the request's inputs to the signature: what the model's methods take, one array
-    (or, for a model fitted on a DataFrame, a DataFrame of its columns)."""
-    specs = resolved.signature.inputs
-    if resolved.signature.frame:
-        return frame_input(resolved, inputs)
-    if len(specs) != 1:
-        raise Unsupported(
-            f"model '{resolved.name}' declares {len(specs)} inputs but is not a DataFrame model "
-            "(signature frame): only a DataFrame model takes more than one input tensor"
-        )
-    spec = specs[0]
-    names = [i.name for i in inputs]
-    if names != [spec.name]:
-        raise InputMismatch(
-            f"model '{resolved.name}' takes one input named '{spec.name}', got {names}"
-        )
-    return check_tensor(spec, inputs[0])
-
-
-def frame_input(resolved: ModelVersion, inputs: list[Tensor]) -> Any:
-    """The DataFrame a column model takes: one input per fitted column, any order, each
-    ``[N]`` or ``[N, 1]``, rebuilt with the fitted names and order (no feature-name warning)."""
-    import pandas as pd
-
-    specs = {spec.name: spec for spec in resolved.signature.inputs}
-    given = {tensor.name: tensor for tensor in inputs}
-    missing = [name for name in specs if name not in given]
-    unknown = [name for name in given if name not in specs]
-    if missing or unknown or len(given) != len(inputs):
-        raise InputMismatch(
-            f"model '{resolved.name}' takes one input per column {list(specs)}; "
-            f"missing {missing}, unknown {unknown}"
-            + (", some given twice" if len(given) != len(inputs) else "")
-        )
-    columns = {name: check_tensor(spec, given[name]) for name, spec in specs.items()}
-    lengths = {len(column) for column in columns.values()}
-    if len(lengths) > 1:
-        raise InvalidTensor(f"the columns of model '{resolved.name}' have different lengths")
-    return pd.DataFrame(columns, columns=list(specs))
-
-
-def check_tensor(spec: TensorSpec, tensor: Tensor) -> Array:
-    """Check a decoded input against its spec (datatype family, rank, fixed dimensions) and
-    return it in the dtype the model takes.
-
-    Numeric tensors of any numeric datatype are accepted and cast to the spec's dtype (clients
-    often send FP32 to an FP64 model) unless the cast would change a value; BYTES and numbers
-    never mix. A text model declared ``[-1]`` also accepts ``[N, 1]``, the shape many V2 clients
-    use for strings.
-    """
-    datatype, array = tensor.datatype, tensor.data
-    if (datatype is Datatype.BYTES) != (spec.datatype is Datatype.BYTES):
-        raise InputMismatch(
-            f"input '{spec.name}' must be {spec.datatype.value}, got {datatype.value}"
-        )
-    if len(spec.shape) == 1 and array.ndim == 2 and array.shape[1] == 1:
-        array = array.reshape(-1)
-    expected = tuple(None if d < 0 else d for d in spec.shape)
-    actual = array.shape
-    if len(actual) != len(expected) or any(
-        e not in (None, a) for e, a in zip(expected, actual, strict=True)
-    ):
-        shape = list(spec.shape)
-        if len(expected) == 2 and len(actual) == 2 and expected[1] is not None:
-            raise InvalidTensor(
-                f"input '{spec.name}' must have shape {shape}: "
-                f"expected {expected[1]} features, got {actual[1]}"
-            )
-        raise InvalidTensor(f"input '{spec.name}' must have shape {shape}, got {list(actual)}")
-    if spec.datatype is not Datatype.BYTES:
-        array = cast_exact(spec.name, array, DATATYPE_TO_DTYPE[spec.datatype])
-    return array
-
-
-def requested_outputs(
-    resolved: ModelVersion, outputs: list[RequestedOutput] | None
-) -> list[tuple[str, int | None]]:
-    """The outputs to compute, in request order (all of the signature when none is asked for),
-    each with its classification count, if any."""
-    available = resolved.signature.output_names
-    if not outputs:
-        return [(name, None) for name in resolved.signature.default_outputs]
-    unknown = [o.name for o in outputs if o.name not in available]
-    if unknown:
-        raise UnknownOutput(
-            f"unknown output {unknown} for model '{resolved.name}'; available: {list(available)}"
-        )
-    wanted = {o.name: class_count(o.name, o.parameters) for o in outputs}
-    return list(wanted.items())

@@ -7,8 +7,8 @@ predict. Inline calls are timed too, so a model that turns slow (a heavy version
 input) leaves the loop from its next call on.
 
 Every other call joins its model's queue, drained on a worker thread: calls that arrive while a
-predict is running are merged into the next one (:func:`~adapters.execution.runtime.predict_batch`), so
-concurrent requests neither fight over the GIL in many threads nor pay one predict's fixed cost
+predict is running are merged into the next one (:func:`~adapters.execution.runtime.predict_batch`),
+so concurrent requests neither fight over the GIL in many threads nor pay one predict's fixed cost
 each. Each model has its own queue and drainer: a long predict of one model delays another
 model's calls only by its share of the CPU (and the GIL), never by its whole duration. A lone
 call of more than ``chunk_rows`` rows runs chunk by chunk, and stops between chunks once its
@@ -35,6 +35,7 @@ from typing import Any
 import anyio
 
 from adapters.config.settings import Batching
+from adapters.execution.metrics import inprocess_batch_size
 from adapters.execution.runtime import (
     Call,
     PredictFailed,
@@ -48,7 +49,6 @@ from adapters.execution.runtime import (
     row_chunks,
     unwrap,
 )
-from adapters.http.metrics import inprocess_batch_size
 from adapters.models.registry import ModelVersion
 from adapters.protocol.codecs import Array
 from adapters.protocol.errors import Overloaded

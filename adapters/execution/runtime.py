@@ -1,8 +1,8 @@
 """Model execution, whatever the placement: the :class:`Executor` protocol, the estimators by
 tag, and :func:`predict_batch`, which merges calls into one predict per model.
 
-* :class:`~adapters.execution.inprocess.InProcess` runs the estimator in the gateway process: quick small
-  calls inline, the rest merged per model and run on worker threads.
+* :class:`~adapters.execution.inprocess.InProcess` runs the estimator in the gateway process: quick
+  small calls inline, the rest merged per model and run on worker threads.
 * :class:`~adapters.execution.runner.RunnerClient` sends the call to the runner service (a BentoML
   dependency whose batchable API merges concurrent calls and runs :func:`predict_batch`).
 
@@ -23,6 +23,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from adapters.models.registry import ModelVersion
+from adapters.models.repository import Holder
 from adapters.models.signature import run_method
 from adapters.protocol.codecs import Array
 from adapters.protocol.errors import BadRequest, NotFound, NotReady
@@ -174,9 +175,11 @@ def unwrap(result: Result) -> dict[str, Array]:
     return result
 
 
-class Executor(Protocol):
+class Executor(Holder, Protocol):
     """Runs predict for one placement, and holds the estimators of exactly the versions it is
-    told to have ready: nothing is loaded at predict time."""
+    told to have ready (:class:`~adapters.models.repository.Holder`: ``preload_sync``,
+    ``preload``, ``forget``; a call still queued for a forgotten one is answered
+    :class:`NotServed`): nothing is loaded at predict time."""
 
     placement: str  # "inprocess" or "runner"
 
@@ -186,16 +189,6 @@ class Executor(Protocol):
 
     async def ready(self) -> bool: ...
 
-    def preload_sync(self, tags: Sequence[str]) -> dict[str, str]:
-        """Make these versions ready before they are served (at start-up); returns those that
-        could not be, with why."""
-
-    async def preload(self, tags: Sequence[str]) -> dict[str, str]:
-        """The same, off the event loop (repository load, polling)."""
-
-    async def forget(self, tags: Sequence[str]) -> None:
-        """These versions are no longer served: free their estimators (a call still queued for
-        one is answered :class:`NotServed`)."""
-
     async def loaded(self) -> dict[str, list[str]]:
         """The tags whose estimators are held, by process (worker index)."""
+        ...

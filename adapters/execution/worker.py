@@ -31,8 +31,8 @@ restarted gateway worker replaces its predecessor's, so what is held stays bound
 gateway workers serve.
 
 A call for a version no view serves is answered alone with 404; one for a served version this
-worker could not load, 503 with why (:class:`~adapters.execution.runtime.NotServed`). A worker loads only
-what a view adds (and, at start-up, what the gateways serve: the store's servable versions, or
+worker could not load, 503 with why (:class:`~adapters.execution.runtime.NotServed`). A worker loads
+only what a view adds (and, at start-up, what the gateways serve: the store's servable versions, or
 the views in the directory when it is a restarted worker), never what a call asks for.
 """
 

@@ -1,10 +1,11 @@
-"""The gRPC edge's codec: ``ModelInferRequest`` -> :class:`~adapters.protocol.messages.InferRequest`,
+"""The gRPC edge's codec:
+``ModelInferRequest`` -> :class:`~adapters.protocol.messages.InferRequest`,
 :class:`~adapters.protocol.messages.InferResponse` -> ``ModelInferResponse``.
 
 Inputs come as ``raw_input_contents`` (the clients' default: the binary extension's layout, one
-buffer per input, decoded by :func:`~adapters.protocol.binary.decode_raw` without a copy) or as typed
-``contents``; outputs always go back as ``raw_output_contents``, which both tritonclient and the
-KServe SDK read. Validation, resolution and execution are the data plane's, as for REST.
+buffer per input, decoded by :func:`~adapters.protocol.binary.decode_raw` without a copy) or as
+typed ``contents``; outputs always go back as ``raw_output_contents``, which both tritonclient and
+the KServe SDK read. Validation, resolution and execution are the data plane's, as for REST.
 """
 
 from __future__ import annotations

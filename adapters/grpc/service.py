@@ -3,8 +3,8 @@ V2's, so tritonclient.grpc and the KServe SDK both work) and ``grpc.health.v1.He
 a ``grpc.aio`` server inside the gateway worker's event loop, over the same data plane as REST.
 
 Each RPC decodes its message (:mod:`adapters.grpc.codec`), calls the data plane, and encodes the
-answer; an :class:`~adapters.protocol.errors.OIPError` becomes the gRPC status of its HTTP status, with
-the same message. RPCs with no REST counterpart here (shared memory, model config, tracing,
+answer; an :class:`~adapters.protocol.errors.OIPError` becomes the gRPC status of its HTTP status,
+with the same message. RPCs with no REST counterpart here (shared memory, model config, tracing,
 logging, streaming) answer UNIMPLEMENTED.
 """
 
@@ -16,12 +16,12 @@ from typing import Any
 
 import grpc
 
+from adapters.dataplane.auth import bearer_allowed
 from adapters.dataplane.plane import DataPlane
 from adapters.grpc.codec import read_request, write_response
 from adapters.grpc.generated import grpc_service_pb2 as pb
 from adapters.grpc.generated import grpc_service_pb2_grpc as pb_grpc
 from adapters.grpc.generated import health_pb2, health_pb2_grpc
-from adapters.http.security import bearer_allowed
 from adapters.protocol.errors import OIPError
 
 logger = logging.getLogger(__name__)

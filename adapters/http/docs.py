@@ -8,8 +8,8 @@ package: Swagger UI 5, the first to render OpenAPI 3.1 (``swagger-ui-bundle`` 1.
 4.15, which refuses a 3.1 document). Only the files the page uses are served, from an
 allow-list, so no other path into the package's directory exists.
 
-The routes are registered by :func:`~adapters.http.routes.build_app` like every V2 route, through its
-one error path (:func:`~adapters.http.routes.guarded`).
+The routes are registered by :func:`~adapters.http.routes.build_app` like every V2 route, through
+its one error path (:func:`~adapters.http.routes.guarded`).
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """The fast lane: a pure ASGI switch that hands ``/v2`` requests straight to the V2 router.
 
 BentoML 1.4 wraps every request of an entry service in its own ASGI middlewares before a mounted
-app sees it; for a tiny model that stack, not the model, is the cost (README "Performance").
+app sees it; for a tiny model that stack, not the model, is the cost (docs/performance.md).
 :class:`V2FastLane` sits in front of BentoML's app: ``/v2`` HTTP requests go to the V2 app's
 router, everything else (``/metrics``, ``/livez``, ``/readyz``, lifespan) to BentoML's app.
 The root ``/`` answers a 307 to the V2 documentation (``/v2/docs``) in place of BentoML's page,

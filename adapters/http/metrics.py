@@ -1,4 +1,5 @@
-"""The process-wide Prometheus metrics of the V2 layer, owned here and nowhere else.
+"""The HTTP edge's Prometheus metrics (the batch sizes of in-process execution are
+:mod:`adapters.execution.metrics`').
 
 BentoML serves ``/metrics`` from the prometheus_client multiprocess directory it sets up for its
 workers, so a plain prometheus_client metric created in a worker shows up there. Each metric is
@@ -28,17 +29,6 @@ def request_duration() -> Any:
         documentation="V2 request latency, by endpoint, model, resolved version and status",
         labelnames=["endpoint", "model", "version", "status"],
         buckets=LATENCY_BUCKETS,
-    )
-
-
-@functools.cache
-def inprocess_batch_size() -> Any:
-    """``oip_inprocess_batch_size``: requests merged per in-process predict (the runner's
-    counterpart is BentoML's ``bentoml_service_adaptive_batch_size``)."""
-    return prometheus_client.Histogram(
-        name="oip_inprocess_batch_size",
-        documentation="Requests merged into one in-process predict call",
-        buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256),
     )
 
 

@@ -20,13 +20,11 @@ from adapters.protocol.binary import HEADER, SIZE, BinaryReader, decode_raw, enc
 from adapters.protocol.codecs import check_elements, decode_tensor, encode_tensor
 from adapters.protocol.errors import InputMismatch, InvalidJSON, InvalidTensor
 from adapters.protocol.messages import InferRequest, InferResponse, RequestedOutput, Tensor
-from adapters.protocol.schemas import InferenceRequest, RequestInput
+from adapters.protocol.schemas import InferenceRequest, RequestInput, describe_validation_error
 
 JSON_OPTIONS = orjson.OPT_SERIALIZE_NUMPY
 M = TypeVar("M", bound=BaseModel)
 DEFAULT_LIMITS = Limits()
-MAX_PROBLEMS = 10
-MAX_PROBLEM_CHARS = 300
 
 
 def read_infer_request(
@@ -164,26 +162,3 @@ def parse_model(model: type[M], body: bytes, *, what: str = "request") -> M:
         return model.model_validate_json(body)
     except ValidationError as exc:
         raise InvalidJSON(f"invalid {what}: {describe_validation_error(exc)}") from None
-
-
-def describe_validation_error(exc: ValidationError) -> str:
-    """One readable sentence per problem, e.g. ``inputs.0.shape: Field required``; at most
-    :data:`MAX_PROBLEMS` of them, so a pathological body cannot make a huge answer."""
-    problems = []
-    for error in exc.errors(include_url=False)[:MAX_PROBLEMS]:
-        where = ".".join(str(p) for p in error["loc"])
-        if error["type"] == "json_invalid":
-            problems.append(f"the body is not valid JSON ({error['msg']})")
-        elif error["type"] == "enum" and where.endswith("datatype"):
-            problems.append(f"{where}: unknown datatype {error['input']!r}")
-        elif error["type"] == "model_type" and not where:
-            problems.append("the body must be a JSON object")
-        else:
-            problems.append(f"{where}: {error['msg']}" if where else error["msg"])
-    problems = [
-        p if len(p) <= MAX_PROBLEM_CHARS else p[: MAX_PROBLEM_CHARS - 3] + "..." for p in problems
-    ]
-    more = exc.error_count() - len(problems)
-    if more > 0:
-        problems.append(f"and {more} more")
-    return "; ".join(problems)

@@ -28,6 +28,7 @@ from adapters.dataplane.plane import DataPlane
 from adapters.http.bodies import MIN_COMPRESSED_RESPONSE, choose_encoding, compress, read_body
 from adapters.http.docs import DOCS_ROUTES
 from adapters.http.metrics import RequestMetrics
+from adapters.http.responses import oip_error_response
 from adapters.http.rest import dump_json, parse_model, read_infer_request, write_infer_response
 from adapters.protocol.binary import HEADER
 from adapters.protocol.errors import (
@@ -38,7 +39,6 @@ from adapters.protocol.errors import (
     OIPError,
     RouteNotFound,
     UnsupportedMediaType,
-    oip_error_response,
 )
 from adapters.protocol.schemas import RepositoryIndexRequest
 

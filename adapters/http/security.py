@@ -17,13 +17,13 @@ can POST without a preflight) is in :func:`adapters.http.routes.guarded`.
 
 from __future__ import annotations
 
-import hmac
 from collections.abc import Sequence
 
 from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from adapters.protocol.errors import error_response
+from adapters.dataplane.auth import bearer_allowed
+from adapters.http.responses import error_response
 
 OPEN_PATHS = frozenset({"/v2/health/live", "/v2/health/ready", "/livez", "/readyz", "/healthz"})
 CORS_HEADERS = [
@@ -33,18 +33,6 @@ CORS_HEADERS = [
     "Accept-Encoding",
     "Inference-Header-Content-Length",
 ]
-
-
-def bearer_allowed(authorization: bytes | None, tokens: Sequence[bytes]) -> bool:
-    """Whether an ``Authorization`` value is ``Bearer <one of tokens>`` (HTTP and gRPC alike)."""
-    if authorization is None:
-        return False
-    scheme, _, token = authorization.partition(b" ")
-    if scheme.lower() != b"bearer":
-        return False
-    # every token is compared, so the time taken does not tell which one was close
-    matches = [hmac.compare_digest(token.strip(), t) for t in tokens]
-    return any(matches)
 
 
 class BearerAuth:

@@ -2,8 +2,8 @@
 signature, its metrics and the metric that decides ``best``.
 
 A plain ``bentoml.sklearn.save_model(name, estimator)`` serves too (the signature is derived,
-:mod:`adapters.models.introspect`), but ``best`` then means ``latest`` and a model whose inputs cannot
-be derived is UNAVAILABLE. From Python::
+:mod:`adapters.models.introspect`), but ``best`` then means ``latest`` and a model whose inputs
+cannot be derived is UNAVAILABLE. From Python::
 
     from adapters.register import save_estimator
     save_estimator("churn", pipeline, sample=X_test[:5], metrics={"auc": 0.91}, select="auc")

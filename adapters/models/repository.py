@@ -3,11 +3,11 @@
 
 A (re)load reads every stored version of one name, has its executor load their estimators
 (in process, or in every runner worker), and only then swaps the model's whole
-:class:`~adapters.models.registry.ServedModel` into the registry: a request resolves either the old set
-of versions or the new one, and never a version whose estimator is not there yet. The versions
-that left the set are then forgotten (their estimators freed). A version whose signature cannot
-be derived, or whose estimator cannot be loaded, is UNAVAILABLE with its reason, never fatal to
-the others, and is tried again by the next load (only successes are remembered; a failure is
+:class:`~adapters.models.registry.ServedModel` into the registry: a request resolves either the
+old set of versions or the new one, and never a version whose estimator is not there yet. The
+versions that left the set are then forgotten (their estimators freed). A version whose signature
+cannot be derived, or whose estimator cannot be loaded, is UNAVAILABLE with its reason, never fatal
+to the others, and is tried again by the next load (only successes are remembered; a failure is
 logged once, not on every poll). Unload forgets every version of the model. Polling
 (``OIP_POLL_INTERVAL_S``) runs the same load for every loaded name.
 
@@ -19,12 +19,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Collection, Mapping
-from typing import Any
+from collections.abc import Callable, Collection, Mapping, Sequence
+from typing import Any, Generic, Protocol, TypeVar
 
 import anyio
 
-from adapters.execution.runtime import Executor
 from adapters.models.registry import ModelVersion, Registry, ServedModel
 from adapters.models.signature import Signature
 from adapters.protocol.errors import BadRequest, ModelNotFound, VersionNotFound
@@ -44,7 +43,28 @@ def stored_versions(name: str) -> list[Any]:
         return []
 
 
-class Repository:
+class Holder(Protocol):
+    """What the repository asks of a model's executor: hold the estimators of exactly the
+    versions it is told to (every executor of :mod:`adapters.execution` is one; declared here so
+    that the store's side never depends on where predict runs)."""
+
+    def preload_sync(self, tags: Sequence[str]) -> dict[str, str]:
+        """Make these versions ready (at start-up); returns those that could not be, with why."""
+        ...
+
+    async def preload(self, tags: Sequence[str]) -> dict[str, str]:
+        """The same, off the event loop (repository load, polling)."""
+        ...
+
+    async def forget(self, tags: Sequence[str]) -> None:
+        """These versions are no longer served: free their estimators."""
+        ...
+
+
+H = TypeVar("H", bound=Holder)
+
+
+class Repository(Generic[H]):
     """The servable model names and their stored versions, loaded into ``registry``.
 
     Args:
@@ -59,7 +79,7 @@ class Repository:
         self,
         names: Collection[str],
         default_version: Callable[[str], str],
-        executors: Mapping[str, Executor],
+        executors: Mapping[str, H],
         *,
         only: Collection[str] | None = None,
         signatures: Mapping[str, Signature] | None = None,

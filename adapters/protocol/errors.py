@@ -1,9 +1,11 @@
-"""Errors of the V2 layer: each carries its HTTP status; :func:`oip_error_response` writes
-``{"error": msg}`` for every one of them.
+"""Errors of the V2 layer: each carries its HTTP status; each edge renders them its own way (HTTP:
+``{"error": msg}`` by :mod:`adapters.http.responses`; gRPC: the status of the HTTP status, by
+:mod:`adapters.grpc.service`), so this module imports no web framework.
 
-There is one error path: :func:`adapters.http.routes.guarded` wraps every V2 route, turns an
-:class:`OIPError` into its status and message and any other exception into a logged, opaque 500.
-No Starlette exception handler is involved (the fast lane calls the router past them).
+There is one error path per edge: :func:`adapters.http.routes.guarded` wraps every V2 route,
+turns an :class:`OIPError` into its status and message and any other exception into a logged,
+opaque 500. No Starlette exception handler is involved (the fast lane calls the router past
+them).
 
 NOTE: an answer too large to send is a 413 too (:class:`ResponseTooLarge`), though RFC 9110's
 413 speaks of request content. It is the request that is too large for this server: its rows
@@ -42,14 +44,7 @@ The tree::
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Mapping, Sequence
-
-import orjson
-from starlette.requests import Request
-from starlette.responses import Response
-
-logger = logging.getLogger(__name__)
 
 
 class OIPError(Exception):
@@ -64,15 +59,19 @@ class OIPError(Exception):
 
 
 class InternalError(OIPError):
+    """Any exception that is not an :class:`OIPError`: our bug, logged with its traceback."""
+
     def __init__(self) -> None:
         super().__init__("Internal server error")
 
 
 class ModelOutputError(OIPError):
-    pass
+    """The model produced an output V2 cannot carry (e.g. an object array of mixed types)."""
 
 
 class Unsupported(OIPError):
+    """A request this server understands but does not implement (501; gRPC UNIMPLEMENTED)."""
+
     status_code = 501
 
 
@@ -83,23 +82,25 @@ class ClientGone(OIPError):
 
 
 class BadRequest(OIPError):
+    """The request is wrong: the client must change it (400; gRPC INVALID_ARGUMENT)."""
+
     status_code = 400
 
 
 class InvalidJSON(BadRequest):
-    pass
+    """The body is not JSON, or not a V2 request object (pydantic says where)."""
 
 
 class InvalidTensor(BadRequest):
-    pass
+    """A tensor whose datatype, shape or data do not fit together."""
 
 
 class InputMismatch(BadRequest):
-    pass
+    """Inputs that do not fit the model's signature (names, datatypes, feature count)."""
 
 
 class UnknownOutput(BadRequest):
-    pass
+    """An ``outputs`` entry the model does not produce; the message lists those it does."""
 
 
 class RequestTimeout(OIPError):
@@ -122,10 +123,15 @@ class ResponseTooLarge(PayloadTooLarge):
 
 
 class UnsupportedMediaType(OIPError):
+    """A ``Content-Encoding`` other than gzip or deflate, or a content type a web page may POST
+    cross-site without a preflight."""
+
     status_code = 415
 
 
 class NotFound(OIPError):
+    """No such model, version, V2 path or stored prediction (404; gRPC NOT_FOUND)."""
+
     status_code = 404
 
 
@@ -149,7 +155,7 @@ def _short(text: str, limit: int = 100) -> str:
 
 
 class RouteNotFound(NotFound):
-    pass
+    """A ``/v2`` path no route answers."""
 
 
 class MethodNotAllowed(OIPError):
@@ -159,6 +165,8 @@ class MethodNotAllowed(OIPError):
 
 
 class NotReady(OIPError):
+    """Not now: models still loading, a runner down or a version no longer served (503)."""
+
     status_code = 503
 
 
@@ -173,23 +181,3 @@ class DeadlineExceeded(OIPError):
     """The request's work is abandoned where it can be (a queued predict is dropped)."""
 
     status_code = 504
-
-
-def error_response(
-    message: str, status_code: int, headers: Mapping[str, str] | None = None
-) -> Response:
-    """The one shape every failure takes on the wire."""
-    return Response(
-        orjson.dumps({"error": message}),
-        status_code=status_code,
-        headers=headers,
-        media_type="application/json",
-    )
-
-
-def oip_error_response(request: Request, exc: OIPError) -> Response:
-    """``{"error": ...}`` with the error's status; our own 500s are logged and kept opaque."""
-    if exc.status_code == 500 and not isinstance(exc, InternalError):
-        logger.error("internal error on %s %s: %s", request.method, request.url.path, exc)
-        return error_response("Internal server error", exc.status_code)
-    return error_response(exc.message, exc.status_code, exc.headers)

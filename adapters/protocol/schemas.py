@@ -14,7 +14,7 @@ from __future__ import annotations
 import enum
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 MAX_TENSORS = 4096
 """Most inputs (and requested outputs) in one request: checked while the list is validated, so a
@@ -189,3 +189,32 @@ class StatisticsResponse(V2Model):
     """``GET /v2/models/stats`` and the per-model/version variants."""
 
     model_stats: list[ModelStats]
+
+
+MAX_PROBLEMS = 10
+"""Validation problems listed in one error at most; the rest are counted (``and N more``)."""
+MAX_PROBLEM_CHARS = 300
+"""Each problem is cut at this many characters: a pathological body never makes a huge answer."""
+
+
+def describe_validation_error(exc: ValidationError) -> str:
+    """One readable sentence per problem, e.g. ``inputs.0.shape: Field required``; at most
+    :data:`MAX_PROBLEMS` of them, so a pathological body cannot make a huge answer."""
+    problems = []
+    for error in exc.errors(include_url=False)[:MAX_PROBLEMS]:
+        where = ".".join(str(p) for p in error["loc"])
+        if error["type"] == "json_invalid":
+            problems.append(f"the body is not valid JSON ({error['msg']})")
+        elif error["type"] == "enum" and where.endswith("datatype"):
+            problems.append(f"{where}: unknown datatype {error['input']!r}")
+        elif error["type"] == "model_type" and not where:
+            problems.append("the body must be a JSON object")
+        else:
+            problems.append(f"{where}: {error['msg']}" if where else error["msg"])
+    problems = [
+        p if len(p) <= MAX_PROBLEM_CHARS else p[: MAX_PROBLEM_CHARS - 3] + "..." for p in problems
+    ]
+    more = exc.error_count() - len(problems)
+    if more > 0:
+        problems.append(f"and {more} more")
+    return "; ".join(problems)
