@@ -49,6 +49,7 @@ from pathlib import Path
 from typing import Any
 
 from adapters.execution.runtime import (
+    Describe,
     NotServed,
     Result,
     load_estimators,
@@ -88,7 +89,8 @@ class RunnerWorker:
     """The estimators of one runner worker, kept to the gateways' views (module docstring).
 
     Args:
-        tags: what to load at start-up when the directory holds no view yet.
+        tags: what to load at start-up when the directory holds no view yet (oldest first:
+            under a memory budget, only the newest ``budget`` of them).
         index: this worker's index (``bentoml.server_context.worker_index``).
         workers: how many workers the runner has; with more than one, the directory is watched.
         directory: shared with the sibling workers.
@@ -103,13 +105,16 @@ class RunnerWorker:
         directory: Path,
         watch_s: float = 0.1,
         wait_s: float = 10.0,
+        budget: int = 0,
+        describe: Describe | None = None,
     ) -> None:
         self.index, self.directory, self.wait_s = index, directory, wait_s
+        self.describe = describe  # a tag's version: its warm-up input
         directory.mkdir(parents=True, exist_ok=True)
         self.views: dict[int, View] = {}
         self.estimators: dict[str, Any] = {}  # replaced whole, never mutated: batches read it
         self.failed: dict[str, str] = {}  # served tags this worker could not load, and why
-        self._startup = frozenset(tags)
+        self._startup = frozenset(list(tags)[-budget:] if budget else tags)
         self._lock = threading.Lock()
         self._listed: frozenset[str] = frozenset()
         self._logged: dict[str, str] = {}  # tag -> the load failure last logged
@@ -202,7 +207,7 @@ class RunnerWorker:
             set().union(*(v.tags for v in self.views.values())) if self.views else self._startup
         )
         kept = {tag: e for tag, e in self.estimators.items() if tag in served}
-        loaded, failed = load_estimators(sorted(served - kept.keys()))
+        loaded, failed = load_estimators(sorted(served - kept.keys()), self.describe)
         for tag, reason in failed.items():
             if self._logged.get(tag) != reason:  # once, not on every retry
                 logger.warning("runner worker %d cannot load %s: %s", self.index, tag, reason)

@@ -83,6 +83,12 @@ def _column_names(estimator: Any) -> list[str]:
     return []
 
 
+def column_values(estimator: Any, names: list[str]) -> dict[str, Any]:
+    """Per column a value it accepts when that is not a number: the first known category of a
+    fitted encoder, ``"text"`` for a text column; ``None`` for a numeric one."""
+    return _column_kinds(head(estimator), names)
+
+
 def _column_kinds(first: Any, names: list[str]) -> dict[str, Any]:
     """Per column: a category/text value it accepts (BYTES), or ``None`` (numeric)."""
     kinds: dict[str, Any] = dict.fromkeys(names)

@@ -27,6 +27,7 @@ from typing import Any
 
 from adapters.models.introspect import derive_signature, final_estimator
 from adapters.models.signature import DEFAULT_INPUT_NAME, Signature, infer_signature
+from adapters.models.warmup import encode_sample
 
 LOWER_IS_BETTER = ("rmse", "mse", "mae", "loss", "error", "log_loss", "brier")
 
@@ -72,7 +73,8 @@ def save_estimator(
         name: the model name clients use (``/v2/models/<name>``).
         estimator: a fitted estimator or pipeline.
         sample: a few rows of valid input (array or DataFrame); without one the signature is
-            derived from the estimator, which fails clearly when it cannot be.
+            derived from the estimator, which fails clearly when it cannot be. Its first row is
+            stored too: the version's warm-up request.
         input_name: the input tensor's name (not for a DataFrame: its columns name the inputs).
         metrics: held-out metrics, shown in the model's metadata.
         select: the metric that decides ``best`` (``"auc"``, ``"rmse:min"``); its goal is
@@ -88,6 +90,8 @@ def save_estimator(
         "signature": signature.to_dict(),
         "estimator": type(final).__name__,
     }
+    if sample is not None and (rows := encode_sample(signature, sample)) is not None:
+        stored["sample"] = rows  # the warm-up's input (adapters.models.warmup)
     if hasattr(estimator, "steps"):
         stored["pipeline"] = ",".join(type(step).__name__ for _, step in estimator.steps)
     if hasattr(final, "classes_"):
