@@ -104,7 +104,7 @@ def test_the_shadow_answers_what_the_default_answered(
 def test_a_request_without_an_id_gets_one_when_its_model_logs(
     shadowed: tuple[TestClient, DataPlane, str, str],
 ) -> None:
-    client, dataplane, old, _ = shadowed
+    client, dataplane, _, _ = shadowed
     answer = client.post("/v2/models/iris/infer", json=body(X[:1])).json()
     assert len(answer["id"]) == 32  # a uuid4, echoed: the row's request_id
     bad = client.post("/v2/models/iris/infer", json=body(X[:1, :3], "bad"))
