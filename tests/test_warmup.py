@@ -23,12 +23,10 @@ from adapters.config.settings import Settings
 from adapters.http.routes import build_app
 from adapters.models.registry import ModelVersion
 from adapters.models.repository import Repository
-from adapters.models.signature import infer_signature
 from adapters.models.warmup import TEXT, warmup_input
-from adapters.register import save_estimator
 
 from .conftest import Store
-from .controlled import ROW, delete
+from .controlled import ROW, delete, save
 from .slow_model import picky, tally
 
 X, y = load_iris(return_X_y=True)
@@ -75,15 +73,6 @@ def test_without_a_sample_one_is_derived(store: Store) -> None:
         assert warmup_input(unsampled).tolist() == [TEXT]
     finally:
         delete(*tags)
-
-
-def save(name: str, step: FunctionTransformer, *, sample: bool, C: float = 1.0) -> str:
-    pipeline = Pipeline([("step", step), ("clf", LogisticRegression(C=C, max_iter=1000))])
-    pipeline.fit(X, y)
-    if sample:
-        return str(save_estimator(name, pipeline, sample=X[:2]).tag)
-    metadata = {"signature": infer_signature(pipeline, X[1:3]).to_dict()}  # and no sample
-    return str(bentoml.sklearn.save_model(name, pipeline, metadata=metadata).tag)
 
 
 @pytest.fixture
