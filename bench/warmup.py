@@ -76,7 +76,8 @@ def main() -> int:
     parser.add_argument("--cycles", type=int, default=20)
     args = parser.parse_args()
     models = args.models.split(",")
-    print("| model | placement | steady median ms | first after load, median ms | worst ms | ratio |")
+    columns = ["model", "placement", "steady median ms", "first after load, median ms"]
+    print("| " + " | ".join([*columns, "worst ms", "ratio"]) + " |")
     print("| --- | --- | --- | --- | --- | --- |")
     with tempfile.TemporaryDirectory(prefix="oip-warmup-") as folder:
         home = Path(folder)
