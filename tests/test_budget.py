@@ -208,3 +208,16 @@ def test_a_version_on_its_way_to_the_runner_stays_in_the_view() -> None:
         await until(lambda: len(client.view.tags) == 1)  # evicted once its call ended
 
     asyncio.run(scenario())
+
+
+def test_a_runner_worker_starts_with_the_newest_within_the_budget(
+    three: list[str], tmp_path: Path
+) -> None:
+    from adapters.execution.worker import RunnerWorker
+    from adapters.models.repository import Repository
+
+    describe = Repository(["budget"], "latest", {}).describe
+    worker = RunnerWorker(
+        three, index=1, workers=1, directory=tmp_path, budget=2, describe=describe
+    )
+    assert set(worker.estimators) == set(three[1:]) and worker.loaded() == {1: sorted(three[1:])}

@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter, OrderedDict
-from collections.abc import Awaitable, Callable, Collection
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from typing import Any
 
+from adapters.execution.runtime import Describe, load_estimators
 from adapters.protocol.errors import NotReady
 
 
@@ -94,3 +95,16 @@ class Reloads:
         self.pending.pop(tag, None)
         if not done.cancelled():
             done.exception()  # retrieved: every caller may have stopped waiting
+
+
+def newest_warmed(tags: Sequence[str], budget: int, describe: Describe | None) -> dict[str, Any]:
+    """Load and warm up each of ``tags`` (oldest first) one at a time, keeping the newest
+    ``budget`` of those that could be: every version is tried once, and no more than
+    ``budget + 1`` estimators are held at any moment (a runner worker's start-up)."""
+    kept: dict[str, Any] = {}
+    for tag in tags:
+        loaded, _ = load_estimators([tag], describe)  # a failure is logged by the views' sync
+        kept.update(loaded)
+        for evicted in list(kept)[: max(len(kept) - budget, 0)]:
+            del kept[evicted]
+    return kept

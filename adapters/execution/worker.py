@@ -48,6 +48,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from adapters.execution.residency import newest_warmed
 from adapters.execution.runtime import (
     Describe,
     NotServed,
@@ -114,13 +115,16 @@ class RunnerWorker:
         self.views: dict[int, View] = {}
         self.estimators: dict[str, Any] = {}  # replaced whole, never mutated: batches read it
         self.failed: dict[str, str] = {}  # served tags this worker could not load, and why
-        self._startup = frozenset(list(tags)[-budget:] if budget else tags)
+        self._startup = frozenset(tags)
         self._lock = threading.Lock()
         self._listed: frozenset[str] = frozenset()
         self._logged: dict[str, str] = {}  # tag -> the load failure last logged
         self._stop = threading.Event()
         with self._lock:
             self.views = self._read_views()  # a restarted worker: what is served now
+            if budget and not self.views:  # each tried once, the newest kept
+                self.estimators = newest_warmed(list(tags), budget, describe)
+                self._startup = frozenset(self.estimators)
             self._reconcile()
         if workers > 1:
             threading.Thread(target=self._watch, args=(watch_s,), daemon=True).start()
