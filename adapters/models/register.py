@@ -25,7 +25,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from adapters.models.introspect import derive_signature, final_estimator
+from adapters.models.introspect import column_names, derive_signature, final_estimator
+from adapters.models.libraries import saved_with
 from adapters.models.signature import DEFAULT_INPUT_NAME, Signature, infer_signature
 
 LOWER_IS_BETTER = ("rmse", "mse", "mae", "loss", "error", "log_loss", "brier")
@@ -92,6 +93,9 @@ def save_estimator(
         stored["pipeline"] = ",".join(type(step).__name__ for _, step in estimator.steps)
     if hasattr(final, "classes_"):
         stored["classes"] = ",".join(map(str, final.classes_))
+    stored["saved_with"] = saved_with(estimator)  # shown beside the versions serving it
+    if not signature.frame and column_names(estimator):  # a request of columns finds its order
+        stored["feature_names"] = column_names(estimator)
     if metrics:
         stored["metrics"] = dict(metrics)
     if select:
