@@ -25,6 +25,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from adapters.models.folders import load_model_file, next_steps
 from adapters.models.introspect import column_names, derive_signature, final_estimator
 from adapters.models.libraries import saved_with
 from adapters.models.signature import DEFAULT_INPUT_NAME, Signature, infer_signature
@@ -135,9 +136,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         prog="python -m adapters.register",
         description="Save a fitted scikit-learn model (joblib or pickle file) into the BentoML "
         "store with its V2 signature, metrics and selection metric.",
+        epilog="MLServer model folders: python -m adapters.register --from-mlserver DIR",
     )
     parser.add_argument("name", help="model name clients use: /v2/models/<name>")
-    parser.add_argument("model_file", type=Path, help="joblib or pickle file of the estimator")
+    parser.add_argument(
+        "model_file", type=Path, help="joblib or pickle file, or a folder holding model.joblib"
+    )
     parser.add_argument("--sample", type=Path, help="a few valid input rows: .csv, .parquet, .npy")
     parser.add_argument("--input-name", default=DEFAULT_INPUT_NAME)
     parser.add_argument("--metric", type=_pair, action="append", default=[], help="NAME=VALUE")
@@ -145,10 +149,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--label", type=_pair, action="append", default=[], help="KEY=VALUE")
     args = parser.parse_args(argv)
 
-    import joblib
-
     try:
-        estimator = joblib.load(args.model_file)
+        estimator = load_model_file(args.model_file)
         sample = read_sample(args.sample, estimator) if args.sample else None
         metrics = {k: float(v) for k, v in args.metric}
         saved = save_estimator(
@@ -163,9 +165,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (OSError, ValueError, TypeError) as exc:
         print(f"register: {args.name}: {exc}", file=sys.stderr)
         return 2
-    signature = Signature.from_dict(saved.info.metadata["signature"])
-    inputs = ", ".join(f"{t.name} {t.datatype.value} {list(t.shape)}" for t in signature.inputs)
-    print(f"saved {saved.tag}: inputs {inputs}; outputs {', '.join(signature.output_names)}")
+    print(next_steps(saved))
     return 0
 
 
