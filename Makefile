@@ -12,7 +12,7 @@ BACKEND ?= $(or $(BENTOML_CONTAINERIZE_BACKEND),docker)
 
 venv: $(VENV)/.installed
 
-$(VENV)/.installed: requirements.txt requirements-score.txt requirements-ray.txt requirements-dev.txt
+$(VENV)/.installed: requirements.txt requirements-score.txt requirements-ray.txt requirements-boosting.txt requirements-dev.txt
 	@echo "make: creating $(VENV) and installing the pinned requirements (about a minute the first time) ..."
 	$(PYTHON) -m venv $(VENV)
 	@# uv installs the same pinned set as pip would, with parallel downloads: seconds, not minutes
