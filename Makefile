@@ -57,8 +57,9 @@ format: venv
 docs: venv           ## regenerate docs/configuration.md from the settings' definitions (adapters/config/environment.py)
 	$(BIN)/python -m adapters.config.reference docs/configuration.md
 
-bento: train-if-empty   ## build the Bento (models, code, pinned packages)
-	$(BIN)/bentoml build
+bento: venv          ## build the Bento: MODELS="churn:best fraud:latest" packs exactly those versions, trains nothing; without MODELS, every version of the served models (defaults trained if missing)
+	$(if $(strip $(MODELS)),,$(MAKE) --no-print-directory train-if-empty)
+	$(BIN)/python -m adapters.bento.build $(MODELS)
 
 container: bento     ## container image from the Bento (BENTOML_CONTAINERIZE_BACKEND=docker|buildah|podman)
 	$(BIN)/bentoml containerize $(BENTO) --backend $(BACKEND)
