@@ -40,7 +40,7 @@ test: venv           ## the whole test suite (what CI runs)
 test-fast: venv      ## everything but the e2e tests (no `bentoml serve` subprocesses)
 	$(BIN)/python -m pytest -m "not e2e"
 
-fuzz: venv           ## schemathesis on every V2 route, both placements side by side, FUZZ_EXAMPLES (500) per operation
+fuzz: venv           ## schemathesis on every V2 route, both placements side by side, FUZZ_EXAMPLES (500) per operation (~4 min)
 	FUZZ_EXAMPLES=$(or $(FUZZ_EXAMPLES),500) $(BIN)/python -m pytest -p no:cacheprovider \
 		-p no:randomly -n 2 --dist load tests/test_fuzz.py
 
