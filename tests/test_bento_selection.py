@@ -41,13 +41,15 @@ print(json.dumps({"churn": [str(m.tag) for m in churn], "fraud": [str(m.tag) for
 """
 
 
-def run(argv: list[str], home: Path) -> str:
+def run(argv: list[str], home: Path, *, code: int = 0) -> str:
+    """What ``argv`` printed, run from the repository over the store at ``home``; it must
+    exit with ``code``."""
     env = {**liveserver.clean_environ(), "BENTOML_HOME": str(home), "BENTOML_DO_NOT_TRACK": "1"}
     done = subprocess.run(
         argv, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600, check=False
     )
-    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
-    return done.stdout
+    assert done.returncode == code, done.stdout[-2000:] + done.stderr[-3000:]
+    return done.stdout + done.stderr
 
 
 def test_a_bento_of_two_chosen_user_versions(tmp_path: Path) -> None:
@@ -70,52 +72,16 @@ def test_a_bento_of_two_chosen_user_versions(tmp_path: Path) -> None:
 
     server = start_server(home, {"OIP_MODELS": "churn,fraud"}, tmp_path / "serve.log", target=tag)
     try:
-        smoke = run(
-            [
-                sys.executable,
-                "scripts/smoke.py",
-                "--url",
-                server.url,
-                "--models",
-                "churn,fraud",
-                "--tags",
-                f"{best},{latest}",
-            ],
-            home,
-        )
-        assert smoke.count("OK  ") == 2, smoke
-        wrong = subprocess.run(
-            [
-                sys.executable,
-                "scripts/smoke.py",
-                "--url",
-                server.url,
-                "--models",
-                "churn",
-                "--tags",
-                saved["churn"][-1],
-            ],
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-        )
-        assert wrong.returncode == 1 and "FAIL churn: serves versions" in wrong.stdout
+        smoke = [sys.executable, "scripts/smoke.py", "--url", server.url, "--models"]
+        passed = run([*smoke, "churn,fraud", "--tags", f"{best},{latest}"], home)
+        assert passed.count("OK  ") == 2, passed
+        wrong = run([*smoke, "churn", "--tags", saved["churn"][-1]], home, code=1)
+        assert "FAIL churn: serves versions" in wrong
     finally:
         stop_server(server)
 
 
 def test_a_selection_that_names_nothing_stored_is_refused(tmp_path: Path) -> None:
-    env = {**liveserver.clean_environ(), "BENTOML_HOME": str(tmp_path / "empty")}
-    done = subprocess.run(
-        [sys.executable, "-m", "adapters.bento.build", "churn:best"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert done.returncode == 2
-    assert "bento: " in done.stderr and "churn" in done.stderr
+    build = [sys.executable, "-m", "adapters.bento.build", "churn:best"]
+    refused = run(build, tmp_path / "empty", code=2)
+    assert "bento: " in refused and "churn" in refused

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import base64
 import json
-import subprocess
 import sys
 from collections.abc import Iterator
 from typing import Any
@@ -30,7 +29,8 @@ from adapters.config.settings import Settings
 from adapters.http.routes import build_app
 from adapters.register import save_estimator
 
-from .conftest import ROOT, Store
+from .clients import printed_json
+from .conftest import Store
 
 PEOPLE = pd.DataFrame(
     {
@@ -253,16 +253,7 @@ print(json.dumps({
 def test_grpc_carries_the_content_types_in_infer_parameters(models: dict[str, Any]) -> None:
     """In a process of its own: the KServe SDK's and tritonclient's protobuf messages of the
     same names cannot be registered beside ours (tests/clients/call.py)."""
-    done = subprocess.run(
-        [sys.executable, "-c", GRPC, json.dumps(PEOPLE_COLUMNS)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    got = json.loads(done.stdout.strip().splitlines()[-1])
+    got = printed_json([sys.executable, "-c", GRPC, json.dumps(PEOPLE_COLUMNS)])
     assert got["request"] == {"content_type": "pd"}
     assert got["content_type"] == "np"
     assert got["predict"] == models["ctmixed"].predict(ASK).tolist()

@@ -30,6 +30,7 @@ import sklearn
 import liveserver
 from adapters.models.repository import stored_versions
 
+from .clients import printed_json
 from .conftest import ROOT, LiveServer, Store, free_port, start_server, stop_server
 from .test_content_types import ASK, MATRIX, estimators
 
@@ -145,21 +146,8 @@ def test_the_same_bodies_get_mlserver_s_predictions(
         },
         "cases": cases(),
     }
-    done = subprocess.run(
-        [
-            f"{mlserver['python']}/python",
-            str(ROOT / "tests/clients/mlserver_side.py"),
-            json.dumps(spec),
-        ],
-        cwd=ROOT,
-        env=liveserver.clean_environ(),
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    results = json.loads(done.stdout.strip().splitlines()[-1])
+    side = [f"{mlserver['python']}/python", str(ROOT / "tests/clients/mlserver_side.py")]
+    results = printed_json([*side, json.dumps(spec)], env=liveserver.clean_environ())
     print(json.dumps(results, indent=1))  # with -s: every server's predict, side by side
     own = expected(folders[1])
     for case, answers in results.items():
