@@ -12,7 +12,7 @@ BACKEND ?= $(or $(BENTOML_CONTAINERIZE_BACKEND),docker)
 
 venv: $(VENV)/.installed
 
-$(VENV)/.installed: requirements.txt requirements-score.txt requirements-ray.txt requirements-dev.txt
+$(VENV)/.installed: requirements.txt requirements-score.txt requirements-ray.txt requirements-boosting.txt requirements-dev.txt
 	@echo "make: creating $(VENV) and installing the pinned requirements (about a minute the first time) ..."
 	$(PYTHON) -m venv $(VENV)
 	@# uv installs the same pinned set as pip would, with parallel downloads: seconds, not minutes
@@ -40,7 +40,7 @@ test: venv           ## the whole test suite (what CI runs)
 test-fast: venv      ## everything but the e2e tests (no `bentoml serve` subprocesses)
 	$(BIN)/python -m pytest -m "not e2e"
 
-fuzz: venv           ## schemathesis on every V2 route, both placements side by side, FUZZ_EXAMPLES (500) per operation
+fuzz: venv           ## schemathesis on every V2 route, both placements side by side, FUZZ_EXAMPLES (500) per operation (~4 min)
 	FUZZ_EXAMPLES=$(or $(FUZZ_EXAMPLES),500) $(BIN)/python -m pytest -p no:cacheprovider \
 		-p no:randomly -n 2 --dist load tests/test_fuzz.py
 
@@ -57,8 +57,9 @@ format: venv
 docs: venv           ## regenerate docs/configuration.md from the settings' definitions (adapters/config/environment.py)
 	$(BIN)/python -m adapters.config.reference docs/configuration.md
 
-bento: train-if-empty   ## build the Bento (models, code, pinned packages)
-	$(BIN)/bentoml build
+bento: venv          ## build the Bento: MODELS="churn:best fraud:latest" packs exactly those versions, trains nothing; without MODELS, every version of the served models (defaults trained if missing)
+	$(if $(strip $(MODELS)),,$(MAKE) --no-print-directory train-if-empty)
+	$(BIN)/python -m adapters.bento.build $(MODELS)
 
 container: bento     ## container image from the Bento (BENTOML_CONTAINERIZE_BACKEND=docker|buildah|podman)
 	$(BIN)/bentoml containerize $(BENTO) --backend $(BACKEND)

@@ -116,7 +116,13 @@ def test_text_and_regression_inference(live: LiveServer, store: Store) -> None:
     out = httpx.post(f"{live.url}/v2/models/text/infer", json=body).json()
     expected = bentoml.sklearn.load_model(store.tags["text"][-1]).predict(texts).tolist()
     assert out["outputs"] == [
-        {"name": "predict", "shape": [2], "datatype": "BYTES", "data": expected}
+        {
+            "name": "predict",
+            "shape": [2],
+            "datatype": "BYTES",
+            "data": expected,
+            "parameters": {"content_type": "np"},
+        }
     ]
 
     x = [[0.01] * 10, [-0.02] * 10]

@@ -230,6 +230,15 @@ def test_a_runner_that_cannot_be_reached_is_a_503_after_one_retry() -> None:
     assert caught.value.headers == {"Retry-After": "1"}
 
 
+def test_a_runner_that_dies_while_it_answers_is_a_503() -> None:
+    """The runner killed mid-answer: aiohttp's payload error, not a connection error."""
+    cut = aiohttp.ClientPayloadError("Response payload is not completed")
+    runner = FakeRunner(run=[cut, cut])
+    with pytest.raises(NotReady, match="cannot be reached"):
+        asyncio.run(RunnerClient(runner).predict(iris_version(), ("predict",), X[:1]))
+    assert runner.calls["run"] == 2
+
+
 def test_big_calls_go_to_the_runner_in_chunks() -> None:
     chunks = [{"predict": np.full(n, i)} for i, n in enumerate([4, 4, 2])]
     runner = FakeRunner(run=list(chunks))

@@ -20,10 +20,10 @@ from starlette.testclient import TestClient
 
 from adapters.bento.wiring import build_dataplane
 from adapters.config.settings import Settings
+from adapters.execution.warmup import TEXT, warmup_input
 from adapters.http.routes import build_app
 from adapters.models.registry import ModelVersion
 from adapters.models.repository import Repository
-from adapters.models.warmup import TEXT, warmup_input
 
 from .conftest import Store
 from .controlled import ROW, delete, save

@@ -3,8 +3,9 @@
 :mod:`~adapters.bento.gateway` (the gateway's ``Service`` class), :mod:`~adapters.bento.connections`
 (uvicorn's protocol with a header deadline and a connection cap), :mod:`~adapters.bento.startup`
 (BentoML's store reads through libyaml, GC paused while loading),
-:mod:`~adapters.bento.runners` (the directory a runner's workers share) and
-:mod:`~adapters.bento.seams`: which upstream internals are relied on, pinned and checked.
+:mod:`~adapters.bento.runners` (the directory a runner's workers share),
+:mod:`~adapters.bento.seams`: which upstream internals are relied on, pinned and checked, and
+:mod:`~adapters.bento.build` (``make bento``: a Bento of chosen versions).
 The uvicorn protocol module is imported only where it is used (the gateway worker, the check).
 """
 

@@ -18,7 +18,7 @@ from adapters.execution.inprocess import InProcess
 from adapters.execution.runner import RunnerClient
 from adapters.execution.runtime import Executor
 from adapters.execution.worker import RunnerWorker
-from adapters.models.registry import ModelVersion
+from adapters.models.registry import ModelVersion, ServedModel
 from adapters.models.repository import Holder, Repository, stored_versions
 
 Cls = TypeVar("Cls", bound=type)
@@ -136,16 +136,18 @@ def check_store(settings: Settings) -> list[str]:
     version, each default version exists, and some version of each model can be served.
 
     Returns:
-        the tag of every stored version of every served model: what a Bento must carry (one
-        read of the store serves both questions).
+        the tag of every stored version of every served model, or of the versions
+        ``OIP_BENTO_MODELS`` selects: what a Bento must carry (one read of the store serves
+        both questions).
 
     Raises:
         ConfigError: naming the variable and the value.
     """
     tags = []
+    chosen = selection(settings)
     for name in settings.models:
         stored = stored_versions(name)
-        tags += [str(m.tag) for m in stored]
+        tags += _chosen(name, stored, chosen[name]) if chosen else [str(m.tag) for m in stored]
         if not stored:
             raise ConfigError(
                 f"OIP_MODELS: {name!r} has no version in the BentoML store; train it "
@@ -169,6 +171,56 @@ def check_store(settings: Settings) -> list[str]:
                 )
         _check_servable(name, stored, settings)
     return tags
+
+
+def selection(settings: Settings) -> dict[str, list[str]]:
+    """``OIP_BENTO_MODELS`` by model name: the versions (or aliases) a Bento is to pack; empty
+    when it is not set (every stored version).
+
+    Raises:
+        ConfigError: an entry that is not ``name:version``, a name not in ``OIP_MODELS``, or a
+            served model with no version selected.
+    """
+    chosen: dict[str, list[str]] = {}
+    for entry in settings.bento_models.replace(",", " ").split():
+        name, sep, version = entry.partition(":")
+        if not (sep and name and version):
+            raise ConfigError(f"OIP_BENTO_MODELS: {entry!r} is not name:version")
+        if name not in settings.models:
+            raise ConfigError(
+                f"OIP_BENTO_MODELS: {name!r} is not served (OIP_MODELS: "
+                f"{', '.join(settings.models)})"
+            )
+        chosen.setdefault(name, []).append(version)
+    missing = [name for name in settings.models if chosen and name not in chosen]
+    if missing:
+        raise ConfigError(f"OIP_BENTO_MODELS: no version of {missing[0]!r}, which is served")
+    return chosen
+
+
+def _chosen(name: str, stored: list[Any], versions: list[str]) -> list[str]:
+    """The tags of the selected versions of ``name``; ``latest`` and ``best`` resolved as the
+    server resolves them, over the versions it could describe."""
+    tags = []
+    aliases: dict[str, ModelVersion] = {}
+    for version in versions:
+        if version in ("latest", "best"):
+            if not aliases:
+                described = []
+                for entry in stored:
+                    try:
+                        described.append(ModelVersion.from_stored(entry))
+                    except Exception:  # not servable: never what an alias means
+                        continue
+                aliases = ServedModel(name, described).aliases if described else {}
+            if version not in aliases:
+                raise ConfigError(f"OIP_BENTO_MODELS: {name} has no servable version")
+            tags.append(aliases[version].tag)
+        elif version in {m.tag.version for m in stored}:
+            tags.append(f"{name}:{version}")
+        else:
+            raise ConfigError(f"OIP_BENTO_MODELS: {name}:{version} is not in the store")
+    return list(dict.fromkeys(tags))
 
 
 def _check_servable(name: str, stored: list[Any], settings: Settings) -> None:

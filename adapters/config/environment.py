@@ -93,6 +93,14 @@ class Environment(BaseSettings):
         variables win over it. A file that cannot be read or parsed stops start-up.""",
         values="a path",
     )
+    bento_models: str = setting(
+        "",
+        Group.SERVING,
+        """Build time only: the versions `bentoml build` packs, each `name:version` with a
+        version, `latest` or `best`; each model of `OIP_MODELS` needs one. Empty: every stored
+        version of each served model. `make bento MODELS="churn:best fraud:latest"` sets it.""",
+        values="comma or space list of `name:version`",
+    )
     max_batch_size: int = setting(
         64,
         Group.BATCHING,

@@ -118,6 +118,7 @@ class Settings:
     grpc_port: int = DEFAULTS.grpc_port  # 0: no gRPC server
     grpc_host: str = DEFAULTS.grpc_host
     predictions_db: str = DEFAULTS.predictions_db  # score.py's database: the read-back route
+    bento_models: str = DEFAULTS.bento_models  # what `bentoml build` packs (wiring.check_store)
     auth_tokens: tuple[str, ...] = ()
     cors_origins: tuple[str, ...] = ()
     max_loaded_versions: int = DEFAULTS.max_loaded_versions  # 0: no limit

@@ -33,6 +33,7 @@ from adapters.models.registry import ModelVersion
 from adapters.models.repository import Repository
 from adapters.protocol.classification import classify
 from adapters.protocol.codecs import Array, datatype_of
+from adapters.protocol.content import output_parameters
 from adapters.protocol.errors import BadRequest, DeadlineExceeded, NotFound
 from adapters.protocol.messages import InferRequest, InferResponse, Tensor
 from adapters.protocol.schemas import Datatype
@@ -143,7 +144,7 @@ class DataPlane:
         rows = 0
         try:
             checked = time.perf_counter_ns()
-            x = model_input(resolved, request.inputs)
+            x = model_input(resolved, request.inputs, request.parameters)
             rows = len(x)
             wanted = requested_outputs(resolved, request.outputs)
             methods = tuple(dict.fromkeys(m for m, _ in wanted))
@@ -258,5 +259,6 @@ def _entry(
 
 def _output(resolved: ModelVersion, method: str, count: int | None, array: Array) -> Tensor:
     if count is None:
-        return Tensor(method, datatype_of(array), array)
-    return Tensor(method, Datatype.BYTES, classify(method, array, count, resolved.classes))
+        return Tensor(method, datatype_of(array), array, output_parameters())
+    labels = classify(method, array, count, resolved.classes)
+    return Tensor(method, Datatype.BYTES, labels, output_parameters())

@@ -120,7 +120,7 @@ class Shadows:
             return
         labels = (model.name, job.primary.version, shadow.version)
         try:
-            rows = model_input(shadow, job.request.inputs)
+            rows = model_input(shadow, job.request.inputs, job.request.parameters)
             offered = shadow.signature.output_names
             methods = tuple(m for m in job.methods if m in offered) or offered
             async with asyncio.timeout(self.timeout_s):

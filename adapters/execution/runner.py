@@ -77,7 +77,12 @@ class RunnerClient:
 
         self.runner = runner
         self.apis = dict(apis or {})  # model name -> its own batchable API; others: "run"
-        self._disconnected: type[Exception] = aiohttp.ClientConnectionError
+        # a connection refused or closed, or an answer cut short (a runner that died while it
+        # answered): the runner is not there, whatever aiohttp calls it
+        self._disconnected: tuple[type[Exception], ...] = (
+            aiohttp.ClientConnectionError,
+            aiohttp.ClientPayloadError,
+        )
         self.ready_ttl_s = ready_ttl_s
         self.ready_timeout_s = ready_timeout_s
         self.retry_s = retry_s

@@ -24,10 +24,10 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from adapters.execution.warmup import warm_up
 from adapters.models.registry import ModelVersion
 from adapters.models.repository import Holder
 from adapters.models.signature import run_method
-from adapters.models.warmup import warmup_input
 from adapters.protocol.codecs import Array
 from adapters.protocol.errors import BadRequest, NotFound, NotReady
 
@@ -81,7 +81,7 @@ def load_estimators(
     Loading happens only here, when a version is made ready (start-up, repository load,
     polling) or, evicted under a memory budget, called again; never for a version that is no
     longer served. ``describe`` reads a tag's version (its signature and stored sample) for the
-    warm-up (:mod:`adapters.models.warmup`); without it, or for a tag it cannot describe, there
+    warm-up (:mod:`adapters.execution.warmup`); without it, or for a tag it cannot describe, there
     is none.
     """
     estimators: dict[str, Any] = {}
@@ -101,17 +101,6 @@ def load_estimators(
             continue
         estimators[tag] = estimator
     return estimators, failed
-
-
-def warm_up(version: ModelVersion, estimator: Any) -> None:
-    """Run every output method of the version on its warm-up input.
-
-    Raises:
-        Exception: whatever the model (or the input check) raised.
-    """
-    rows = warmup_input(version, estimator)
-    for method in version.signature.output_names:
-        run_method(estimator, method, rows)
 
 
 def _text(exc: Exception) -> str:

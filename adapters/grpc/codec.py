@@ -49,6 +49,20 @@ def parameters(message: Any) -> dict[str, Any]:
     }
 
 
+def set_parameters(target: Any, values: dict[str, Any] | None) -> None:
+    """Plain Python values into a protobuf ``map<string, InferParameter>`` (what MLServer's
+    converters write: bool, int64, double or string)."""
+    for key, value in (values or {}).items():
+        if isinstance(value, bool):
+            target[key].bool_param = value
+        elif isinstance(value, int):
+            target[key].int64_param = value
+        elif isinstance(value, float):
+            target[key].double_param = value
+        else:
+            target[key].string_param = str(value)
+
+
 def datatype(name: str, value: str) -> Datatype:
     try:
         return Datatype(value)
@@ -116,13 +130,17 @@ def _typed(name: str, kind: Datatype, shape: list[int], contents: Any) -> Any:
 
 
 def write_response(response: InferResponse) -> pb.ModelInferResponse:
-    """Outputs as ``raw_output_contents`` (little-endian; BYTES length-prefixed)."""
+    """Outputs as ``raw_output_contents`` (little-endian; BYTES length-prefixed), with their
+    parameters (``content_type``)."""
     message = pb.ModelInferResponse(
         model_name=response.model_name,
         model_version=response.model_version,
         id=response.id or "",
     )
     for tensor in response.outputs:
-        message.outputs.add(name=tensor.name, datatype=tensor.datatype.value, shape=tensor.shape)
+        output = message.outputs.add(
+            name=tensor.name, datatype=tensor.datatype.value, shape=tensor.shape
+        )
+        set_parameters(output.parameters, tensor.parameters)
         message.raw_output_contents.append(encode_raw(tensor.datatype, tensor.data))
     return message

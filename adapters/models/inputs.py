@@ -1,39 +1,73 @@
 """A request's inputs and outputs checked against a model version's signature: what its methods
 take (one array, or the DataFrame of a column model) and which outputs to compute. The data plane
 checks every inference with them, and batch scoring every chunk, so a row is accepted or refused
-the same way whether it came in a request or from a file."""
+the same way whether it came in a request or from a file. MLServer's content types (a request of
+columns, base64 inputs) are read here too (:mod:`adapters.protocol.content`,
+:mod:`adapters.models.columns`)."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
+import numpy as np
+
+from adapters.models.columns import as_columns, placed
 from adapters.models.registry import ModelVersion
 from adapters.models.signature import TensorSpec
 from adapters.protocol.classification import class_count
 from adapters.protocol.codecs import DATATYPE_TO_DTYPE, Array, cast_exact
+from adapters.protocol.content import PANDAS, decoded, request_content_type
 from adapters.protocol.errors import InputMismatch, InvalidTensor, UnknownOutput, Unsupported
-from adapters.protocol.messages import RequestedOutput, Tensor
+from adapters.protocol.messages import Parameters, RequestedOutput, Tensor
 from adapters.protocol.schemas import Datatype
 
 
-def model_input(resolved: ModelVersion, inputs: list[Tensor]) -> Any:
+def model_input(
+    resolved: ModelVersion, inputs: list[Tensor], parameters: Parameters | None = None
+) -> Any:
     """Match the request's inputs to the signature: what the model's methods take, one array
-    (or, for a model fitted on a DataFrame, a DataFrame of its columns)."""
-    specs = resolved.signature.inputs
+    (or, for a model fitted on a DataFrame, a DataFrame of its columns). ``parameters``, the
+    request's, may say the inputs are columns (``content_type: "pd"``)."""
+    if any(t.parameters for t in inputs):
+        inputs = [decoded(t) for t in inputs]
+    if request_content_type(parameters) == PANDAS:
+        return columns_input(resolved, inputs)
     if resolved.signature.frame:
         return frame_input(resolved, inputs)
-    if len(specs) != 1:
-        raise Unsupported(
-            f"model '{resolved.name}' declares {len(specs)} inputs but is not a DataFrame model "
-            "(signature frame): only a DataFrame model takes more than one input tensor"
-        )
-    spec = specs[0]
+    spec = single_input(resolved)
     names = [i.name for i in inputs]
     if names != [spec.name]:
         raise InputMismatch(
             f"model '{resolved.name}' takes one input named '{spec.name}', got {names}"
         )
     return check_tensor(spec, inputs[0])
+
+
+def single_input(resolved: ModelVersion) -> TensorSpec:
+    """The one input of a model that is not a DataFrame model."""
+    specs = resolved.signature.inputs
+    if len(specs) != 1:
+        raise Unsupported(
+            f"model '{resolved.name}' declares {len(specs)} inputs but is not a DataFrame model "
+            "(signature frame): only a DataFrame model takes more than one input tensor"
+        )
+    return specs[0]
+
+
+def columns_input(resolved: ModelVersion, inputs: list[Tensor]) -> Any:
+    """What the model takes from a request of columns (:mod:`adapters.models.columns`): a
+    DataFrame model's DataFrame, else its one input, stacked from the columns."""
+    columns = as_columns(resolved, inputs)
+    if resolved.signature.frame:
+        return frame_input(resolved, columns)
+    spec = single_input(resolved)
+    ordered = placed(resolved, spec, columns)
+    if len(spec.shape) == 1:
+        return check_tensor(spec, ordered[0])
+    column = TensorSpec(spec.name, spec.datatype, (-1,))
+    stacked = [check_tensor(replace(column, name=c.name), c) for c in ordered]
+    return np.column_stack(stacked)
 
 
 def frame_input(resolved: ModelVersion, inputs: list[Tensor]) -> Any:

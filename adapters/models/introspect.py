@@ -47,7 +47,7 @@ def derive_signature(estimator: Any) -> Signature:
     Raises:
         ValueError: nothing says what the estimator takes, or it fails on the derived sample.
     """
-    names = _column_names(estimator)
+    names = column_names(estimator)
     if names:
         kinds = _column_kinds(head(estimator), names)
         frame = _sample_frame(estimator, names, kinds)
@@ -75,7 +75,8 @@ def _checked(estimator: Any, sample: Any) -> Signature:
         ) from None
 
 
-def _column_names(estimator: Any) -> list[str]:
+def column_names(estimator: Any) -> list[str]:
+    """The column names a model fitted on a DataFrame knows (its own, or its first step's)."""
     for candidate in (estimator, head(estimator)):
         names = getattr(candidate, "feature_names_in_", None)
         if names is not None and all(isinstance(n, str) for n in names):

@@ -25,9 +25,15 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from adapters.models.introspect import derive_signature, final_estimator
-from adapters.models.signature import DEFAULT_INPUT_NAME, Signature, infer_signature
-from adapters.models.warmup import encode_sample
+from adapters.models.folders import load_model_file, next_steps
+from adapters.models.introspect import column_names, derive_signature, final_estimator
+from adapters.models.libraries import saved_with
+from adapters.models.signature import (
+    DEFAULT_INPUT_NAME,
+    Signature,
+    encode_sample,
+    infer_signature,
+)
 
 LOWER_IS_BETTER = ("rmse", "mse", "mae", "loss", "error", "log_loss", "brier")
 
@@ -91,11 +97,14 @@ def save_estimator(
         "estimator": type(final).__name__,
     }
     if sample is not None and (rows := encode_sample(signature, sample)) is not None:
-        stored["sample"] = rows  # the warm-up's input (adapters.models.warmup)
+        stored["sample"] = rows  # the warm-up's input (adapters.execution.warmup)
     if hasattr(estimator, "steps"):
         stored["pipeline"] = ",".join(type(step).__name__ for _, step in estimator.steps)
     if hasattr(final, "classes_"):
         stored["classes"] = ",".join(map(str, final.classes_))
+    stored["saved_with"] = saved_with(estimator)  # shown beside the versions serving it
+    if not signature.frame and column_names(estimator):  # a request of columns finds its order
+        stored["feature_names"] = column_names(estimator)
     if metrics:
         stored["metrics"] = dict(metrics)
     if select:
@@ -135,9 +144,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         prog="python -m adapters.register",
         description="Save a fitted scikit-learn model (joblib or pickle file) into the BentoML "
         "store with its V2 signature, metrics and selection metric.",
+        epilog="MLServer model folders: python -m adapters.register --from-mlserver DIR",
     )
     parser.add_argument("name", help="model name clients use: /v2/models/<name>")
-    parser.add_argument("model_file", type=Path, help="joblib or pickle file of the estimator")
+    parser.add_argument(
+        "model_file", type=Path, help="joblib or pickle file, or a folder holding model.joblib"
+    )
     parser.add_argument("--sample", type=Path, help="a few valid input rows: .csv, .parquet, .npy")
     parser.add_argument("--input-name", default=DEFAULT_INPUT_NAME)
     parser.add_argument("--metric", type=_pair, action="append", default=[], help="NAME=VALUE")
@@ -145,10 +157,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--label", type=_pair, action="append", default=[], help="KEY=VALUE")
     args = parser.parse_args(argv)
 
-    import joblib
-
     try:
-        estimator = joblib.load(args.model_file)
+        estimator = load_model_file(args.model_file)
         sample = read_sample(args.sample, estimator) if args.sample else None
         metrics = {k: float(v) for k, v in args.metric}
         saved = save_estimator(
@@ -163,9 +173,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (OSError, ValueError, TypeError) as exc:
         print(f"register: {args.name}: {exc}", file=sys.stderr)
         return 2
-    signature = Signature.from_dict(saved.info.metadata["signature"])
-    inputs = ", ".join(f"{t.name} {t.datatype.value} {list(t.shape)}" for t in signature.inputs)
-    print(f"saved {saved.tag}: inputs {inputs}; outputs {', '.join(signature.output_names)}")
+    print(next_steps(saved))
     return 0
 
 

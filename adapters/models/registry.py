@@ -21,6 +21,7 @@ from datetime import datetime
 from typing import Any
 
 from adapters.models.introspect import derive_signature, final_estimator
+from adapters.models.libraries import library_properties, load_stored
 from adapters.models.routing import Rollout, Split, draw, splits
 from adapters.models.signature import Signature
 from adapters.protocol.errors import ModelNotFound, VersionNotFound
@@ -38,6 +39,7 @@ class ModelVersion:
     score: float | None = None  # the selection metric, oriented so that higher is better
     properties: dict[str, str] = field(default_factory=dict)
     classes: tuple[str, ...] = ()  # class labels, by index (classification extension)
+    features: tuple[str, ...] = ()  # feature names of a model whose input is one array
     sample: dict[str, Any] | None = None  # stored input rows by input name: the warm-up's
 
     @property
@@ -53,12 +55,11 @@ class ModelVersion:
         metadata: dict[str, Any] = dict(info.metadata)
         classes = tuple(str(metadata["classes"]).split(",")) if "classes" in metadata else ()
         estimator = metadata.get("estimator")
+        libraries = library_properties(str(stored.tag), info, metadata)
         if signature is None and "signature" in metadata:
             signature = Signature.from_dict(metadata["signature"])
         if signature is None:  # a plain save_model: derive what the metadata does not say
-            import bentoml
-
-            loaded = bentoml.sklearn.load_model(stored)
+            loaded = load_stored(stored)
             signature = derive_signature(loaded)
             final = final_estimator(loaded)
             classes = classes or tuple(str(c) for c in getattr(final, "classes_", ()))
@@ -74,8 +75,10 @@ class ModelVersion:
             platform=f"sklearn_{str(estimator).lower()}",
             created=info.creation_time,
             score=_score(metadata),
-            properties=_properties(str(stored.tag), info.creation_time, metadata, info.labels),
+            properties=_properties(str(stored.tag), info.creation_time, metadata, info.labels)
+            | libraries,
             classes=classes,
+            features=tuple(str(f) for f in metadata.get("feature_names") or ()),
             sample=sample if isinstance(sample, dict) else None,
         )
 

@@ -3,12 +3,14 @@ does not pay for what a first call costs (pages of the estimator touched, caches
 imports done).
 
 Its input is the version's stored sample (``metadata["sample"]``: the first row of the sample
-given at save time, by input name, written by :func:`encode_sample` for
-:func:`~adapters.models.register.save_estimator`, hence ``train.py`` and ``python -m
+given at save time, by input name, written by :func:`~adapters.models.signature.encode_sample`
+for :func:`~adapters.models.register.save_estimator`, hence ``train.py`` and ``python -m
 adapters.register``), or, where none is stored or it no longer fits the signature, one derived
 from the signature: zeros for numbers, the first known category of a fitted encoder for a
 categorical column, a short text for other BYTES inputs. Either goes through the same checks as
-a request (:func:`~adapters.models.inputs.model_input`).
+a request (:func:`~adapters.models.inputs.model_input`). Every output method runs on it
+(:func:`warm_up`) right after the estimator is loaded, in the process that will serve it
+(:func:`~adapters.execution.runtime.load_estimators`).
 """
 
 from __future__ import annotations
@@ -20,36 +22,13 @@ import numpy as np
 from adapters.models.inputs import model_input
 from adapters.models.introspect import column_values
 from adapters.models.registry import ModelVersion
-from adapters.models.signature import Signature
+from adapters.models.signature import SAMPLE_ROWS, Signature, run_method
 from adapters.protocol.codecs import DATATYPE_TO_DTYPE
 from adapters.protocol.errors import OIPError
 from adapters.protocol.messages import Tensor
 from adapters.protocol.schemas import Datatype
 
-SAMPLE_ROWS = 1
 TEXT = "a sample text"
-
-
-def encode_sample(signature: Signature, sample: Any) -> dict[str, list[Any]] | None:
-    """The first row of ``sample`` by input name, as lists a model's metadata can hold;
-    ``None`` when it cannot be written so (the warm-up then derives one)."""
-    try:
-        if signature.frame:
-            columns = {spec.name: sample[spec.name] for spec in signature.inputs}
-        else:
-            (spec,) = signature.inputs
-            columns = {spec.name: sample}
-        encoded = {
-            name: np.asarray(values)[:SAMPLE_ROWS].tolist() for name, values in columns.items()
-        }
-    except (KeyError, TypeError, ValueError):
-        return None
-    plain = all(_plain(v) for values in encoded.values() for v in np.ravel(values).tolist())
-    return encoded if plain else None
-
-
-def _plain(value: Any) -> bool:
-    return isinstance(value, str | int | float | bool)
 
 
 def warmup_input(version: ModelVersion, estimator: Any = None) -> Any:
@@ -92,3 +71,14 @@ def _derived(signature: Signature, estimator: Any) -> list[Tensor]:
             array = np.zeros(shape, dtype=DATATYPE_TO_DTYPE[spec.datatype])
         tensors.append(Tensor(spec.name, spec.datatype, array))
     return tensors
+
+
+def warm_up(version: ModelVersion, estimator: Any) -> None:
+    """Run every output method of the version on its warm-up input.
+
+    Raises:
+        Exception: whatever the model (or the input check) raised.
+    """
+    rows = warmup_input(version, estimator)
+    for method in version.signature.output_names:
+        run_method(estimator, method, rows)
