@@ -6,12 +6,10 @@ too long is a 503 with Retry-After; the index says what is loaded."""
 from __future__ import annotations
 
 import asyncio
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
 from sklearn.datasets import load_iris
 from sklearn.preprocessing import FunctionTransformer
@@ -26,8 +24,8 @@ from adapters.http.routes import build_app
 from adapters.protocol.errors import NotReady
 
 from .conftest import Store
-from .controlled import ROW, delete, save, save_held
-from .test_unload import Runner, until, version
+from .controlled import ROW, delete, save
+from .test_unload import Gated, Runner, held, until, version  # noqa: F401 (held: a fixture)
 
 X, y = load_iris(return_X_y=True)
 
@@ -80,19 +78,6 @@ def test_alternating_over_three_versions_with_two_loaded(three: list[str]) -> No
         assert all(s["execution_count"] == 1 + 10 for s in stats)  # start-up warm-up + calls
 
 
-class Gated:
-    """A real estimator whose predict waits until the test releases it."""
-
-    def __init__(self, estimator: Any) -> None:
-        self.estimator = estimator
-        self.entered, self.release = threading.Event(), threading.Event()
-
-    def predict(self, rows: np.ndarray) -> np.ndarray:
-        self.entered.set()
-        assert self.release.wait(30)
-        return np.asarray(self.estimator.predict(rows))
-
-
 def test_a_version_in_flight_is_never_evicted(three: list[str], store: Store) -> None:
     """Budget 1: an iris call is held in its predict while calls of two other versions (another
     model: its own queue) each load their version again; iris stays loaded throughout."""
@@ -118,28 +103,18 @@ def test_a_version_in_flight_is_never_evicted(three: list[str], store: Store) ->
     assert executor.resident() == {a}
 
 
-@pytest.fixture
-def held(store: Store, tmp_path: Path) -> Iterator[tuple[Path, str, str]]:
-    gate = tmp_path / "gate"
-    tags = save_held("heldbudget", gate, C=0.01), save_held("heldbudget", gate)
-    yield gate, *tags
-    delete(*tags)
-
-
 def test_a_reload_that_takes_too_long_is_a_503_and_then_serves(
-    held: tuple[Path, str, str],
+    held: tuple[Path, str, str],  # noqa: F811
 ) -> None:
     """The older version is evicted; its reload's warm-up is held on the gate: the call waits
     its model's batching latency budget, is refused with Retry-After, and the load goes on."""
     gate, old, new = held
     budget = Batching(max_latency_ms=300)
-    settings = Settings(
-        models=("heldbudget",), max_loaded_versions=1, batchings={"heldbudget": budget}
-    )
+    settings = Settings(models=("held",), max_loaded_versions=1, batchings={"held": budget})
     dataplane = build_dataplane(settings)
-    executor = dataplane.executors["heldbudget"]
+    executor = dataplane.executors["held"]
     assert executor.resident() == {new}
-    served = dataplane.registry.resolve("heldbudget", old.split(":")[1])
+    served = dataplane.registry.resolve("held", old.split(":")[1])
 
     async def scenario() -> None:
         gate.touch()

@@ -44,19 +44,23 @@ def body(rows: np.ndarray, request_id: str | None = None) -> dict[str, Any]:
     return payload | ({"id": request_id} if request_id else {})
 
 
+def shadowing(name: str, default: str, shadow: str, folder: Path) -> Settings:
+    """``name`` served by ``default``, shadowed by ``shadow``, its inferences logged."""
+    return Settings(
+        models=(name,),
+        default_versions={"*": default},
+        shadows={name: shadow},
+        logged={name: True},
+        predictions_db=f"sqlite:///{folder / 'predictions.db'}",
+    )
+
+
 @pytest.fixture
 def shadowed(store: Store, tmp_path: Path) -> Iterator[tuple[TestClient, DataPlane, str, str]]:
     """iris: the default is the older version, the shadow the newer (a much weaker C)."""
     old, new = (t.split(":")[1] for t in store.tags["iris"])
-    settings = Settings(
-        models=("iris",),
-        default_versions={"*": old},
-        shadows={"iris": new},
-        logged={"iris": True},
-        predictions_db=f"sqlite:///{tmp_path / 'predictions.db'}",
-    )
     app = build_app()
-    app.state.dataplane = dataplane = build_dataplane(settings)
+    app.state.dataplane = dataplane = build_dataplane(shadowing("iris", old, new, tmp_path))
     with TestClient(app) as client:
         yield client, dataplane, old, new
 
@@ -171,15 +175,10 @@ def test_a_failing_shadow_never_fails_the_default(store: Store, tmp_path: Path) 
     three = save_estimator("narrowing", LogisticRegression().fit(X[:, :3], y), sample=X[:2, :3])
     old, new = four.tag.version, three.tag.version
     try:
-        settings = Settings(
-            models=("narrowing",),
-            default_versions={"*": old},
-            shadows={"narrowing": new},
-            logged={"narrowing": True},
-            predictions_db=f"sqlite:///{tmp_path / 'predictions.db'}",
-        )
         app = build_app()
-        app.state.dataplane = dataplane = build_dataplane(settings)
+        app.state.dataplane = dataplane = build_dataplane(
+            shadowing("narrowing", old, new, tmp_path)
+        )
         with TestClient(app) as client:
             for i in range(5):
                 answer = client.post("/v2/models/narrowing/infer", json=body(X[:2], f"n{i}"))
