@@ -117,7 +117,8 @@ class RunnerClient:
         could not (they are not served, and the workers drop them). Past the budget, the least
         recently used are then evicted."""
         before = self.view.tags
-        wanted = before | {t for t in tags if t not in self.served}
+        new = [t for t in tags if t not in self.served]
+        wanted = before | set(new)
         if wanted == before:
             return {}
         try:
@@ -127,7 +128,7 @@ class RunnerClient:
         except BaseException:
             self.view = self._next(before)  # not served: the next call says so
             raise
-        self._note([t for t in tags if t not in failed])
+        self._note([t for t in new if t not in failed])
         await self._trim()
         return failed
 
