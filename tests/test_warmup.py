@@ -51,6 +51,19 @@ def test_a_saved_version_keeps_the_first_row_of_its_sample(store: Store) -> None
     assert warmup_input(text).tolist() == text.sample["text"]  # type: ignore[index]
 
 
+def test_saved_without_a_sample_a_version_keeps_the_one_its_signature_came_from(
+    store: Store,
+) -> None:
+    """What the importers save (python -m adapters.register --from-mlserver, a KServe folder)."""
+    from adapters.register import save_estimator
+
+    saved = save_estimator("imported", LogisticRegression(max_iter=500).fit(X, y))
+    try:
+        assert saved.info.metadata["sample"] == {"input-0": [[0.0, 0.0, 0.0, 0.0]]}
+    finally:
+        delete(str(saved.tag))
+
+
 def test_without_a_sample_one_is_derived(store: Store) -> None:
     """Zeros for numbers, a short text for BYTES, the first category of a fitted encoder."""
     plain = LogisticRegression(max_iter=500).fit(X, y)
