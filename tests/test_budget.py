@@ -196,3 +196,40 @@ def test_a_runner_worker_starts_with_the_newest_within_the_budget(
         three, index=1, workers=1, directory=tmp_path, budget=2, describe=describe
     )
     assert set(worker.estimators) == set(three[1:]) and worker.loaded() == {1: sorted(three[1:])}
+
+
+def test_a_call_carrying_a_view_still_being_applied_waits_for_its_load(
+    held: tuple[Path, str, str],  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    """A version brought back into the view (a reload) is loading in the sync's thread, its
+    warm-up held on the gate; a call carrying that view reaches the worker meanwhile: it finds
+    the view applied and waits for the load instead of answering 404."""
+    from adapters.execution.worker import RunnerWorker, View
+    from adapters.models.repository import Repository
+
+    from .traffic import Recorded
+
+    gate, _, new = held
+    describe = Repository(["held"], "latest", {}).describe
+    worker = RunnerWorker([], index=1, workers=1, directory=tmp_path / "runner", describe=describe)
+    view = View(1, 1, frozenset({new}))
+    gate.touch()
+    syncing = Recorded(lambda: worker.sync(view))
+    syncing.start()
+    assert asyncio.run(until_file(Path(f"{gate}.entered")))
+    results: list[Any] = []
+    calling = Recorded(lambda: results.extend(worker.run([(new, ("predict",), X[:1], view)])))
+    calling.start()
+    calling.join(0.5)
+    assert calling.is_alive()  # waiting for the load (and answered by it below), not a 404
+    gate.unlink()
+    for thread in (syncing, calling):
+        thread.join(60)
+        assert thread.error is None, thread.error
+    assert isinstance(results[0], dict) and results[0]["predict"].shape == (1,)
+
+
+async def until_file(path: Path) -> bool:
+    await until(path.exists)
+    return True

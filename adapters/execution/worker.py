@@ -140,6 +140,9 @@ class RunnerWorker:
         if self.apply(newest.values()):
             self._write_views(newest.values())
         estimators, failed = self.estimators, self.failed
+        if any(c[0] not in estimators and c[0] not in failed for c in calls):
+            with self._lock:  # a view applied by another thread may be loading it still
+                estimators, failed = self.estimators, self.failed
 
         def unserved(tag: str) -> Result:
             if tag in failed:
