@@ -86,12 +86,13 @@ class Run:
 
 def resolve(name: str, version: str | None) -> ModelVersion:
     """The version the server would serve for ``name`` and ``version`` (``None``: its
-    default), with the server's signature (``OIP_CONFIG`` overrides included)."""
+    default; a weighted alias: its heaviest target), with the server's signature (``OIP_CONFIG``
+    overrides included)."""
     settings = Settings.from_env()
     repository: Repository[Holder] = Repository(
-        [name], settings.default_version, {}, signatures=settings.signatures
+        [name], settings.rollout, {}, signatures=settings.signatures
     )
-    return repository.open(name).resolve(version)
+    return repository.open(name).heaviest(version)
 
 
 def score(args: argparse.Namespace, run: Run) -> None:

@@ -151,6 +151,7 @@ class Gateway:
     async def stop_grpc(self) -> None:
         if self.grpc is not None:
             await self.grpc.stop(grace=5)
+        await self.dataplane.close()  # shadow runs under way, the inference log written out
 
 
 if settings.fast_lane:

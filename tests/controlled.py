@@ -19,18 +19,30 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import FunctionTransformer
 
 from adapters.models.signature import infer_signature
+from adapters.register import save_estimator
 
 from .slow_model import ballast, held
 
 ROW = {"inputs": [{"name": "input-0", "shape": [1, 4], "datatype": "FP64", "data": [1, 2, 3, 4]}]}
 
 
-def save(name: str, step: FunctionTransformer, *, C: float = 1.0, signature: bool = True) -> str:
+def save(
+    name: str,
+    step: FunctionTransformer,
+    *,
+    C: float = 1.0,
+    signature: bool = True,
+    sample: bool = False,
+) -> str:
     """Fit ``step`` + a logistic regression on iris and save it as a new version of ``name``
-    (with a stored signature, or without one: the server then derives it by loading it)."""
+    (with a stored signature, or without one: the server then derives it by loading it; with a
+    stored sample, its warm-up's input, as ``save_estimator`` stores it, or without one: the
+    warm-up then sends zeros)."""
     X, y = load_iris(return_X_y=True)
     pipeline = Pipeline([("step", step), ("clf", LogisticRegression(C=C, max_iter=1000))])
     pipeline.fit(X, y)
+    if sample:
+        return str(save_estimator(name, pipeline, sample=X[:2]).tag)
     metadata = {"signature": infer_signature(pipeline, X[:2]).to_dict()} if signature else {}
     return str(bentoml.sklearn.save_model(name, pipeline, metadata=metadata).tag)
 

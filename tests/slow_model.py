@@ -46,3 +46,21 @@ def ballast(X: Any, weight: Any) -> Any:
     """Pass the rows through; ``weight`` (a large array in the step's ``kw_args``) only makes
     the estimator big, so that keeping a copy too many shows in the server's memory."""
     return X
+
+
+def picky(X: Any) -> Any:
+    """Pass the rows through, but refuse a row of zeros: the input a warm-up derives from a
+    numeric signature, so a version of it saved without a sample fails its warm-up."""
+    import numpy as np
+
+    if len(X) and not np.asarray(X).any(axis=1).all():
+        raise ValueError("a row of zeros is refused")
+    return X
+
+
+def tally(X: Any, path: str) -> Any:
+    """Pass the rows through and append one line per call to ``path``: the calls it answered,
+    whichever process ran them."""
+    with open(path, "a", encoding="utf-8") as file:
+        file.write(f"{len(X)}\n")
+    return X

@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import json
 import sys
+import warnings
 from collections.abc import Iterator
 from typing import Any
 
@@ -80,7 +81,9 @@ def models(store: Store) -> Iterator[dict[str, Any]]:
 
 @pytest.fixture(scope="module")
 def plane(models: dict[str, Any]) -> Any:
-    return build_dataplane(Settings(models=tuple(models)))
+    with warnings.catch_warnings():  # ctknown's warm-up: the warning of its array sample
+        warnings.filterwarnings("ignore", "X does not have valid feature names", UserWarning)
+        return build_dataplane(Settings(models=tuple(models)))
 
 
 @pytest.fixture(scope="module")

@@ -109,7 +109,10 @@ def test_a_version_that_cannot_be_served_is_unavailable_not_fatal(
 
 
 def test_statistics_count_what_ran(client: TestClient, store: Store) -> None:
+    """Three requests of two rows and a bad one, after the warm-up (one execution of one row)."""
     version = store.tags["iris"][0].split(":")[1]
+    (warm,) = client.get(f"/v2/models/iris/versions/{version}/stats").json()["model_stats"]
+    assert (warm["inference_count"], warm["execution_count"]) == (1, 1)
     two = {"inputs": [{**ROW["inputs"][0], "shape": [2, 4], "data": [1, 2, 3, 4] * 2}]}
     for _ in range(3):
         assert client.post(f"/v2/models/iris/versions/{version}/infer", json=two).status_code == 200
@@ -119,9 +122,10 @@ def test_statistics_count_what_ran(client: TestClient, store: Store) -> None:
     StatisticsResponse.model_validate(stats)
     (entry,) = stats["model_stats"]
     assert (entry["name"], entry["version"]) == ("iris", version)
-    assert entry["inference_count"] == 6 and entry["execution_count"] == 3
+    assert entry["inference_count"] == 1 + 6 and entry["execution_count"] == 1 + 3
     inference = entry["inference_stats"]
-    assert inference["success"]["count"] == 3 and inference["fail"]["count"] == 1
+    assert inference["success"]["count"] == 1 + 3 and inference["fail"]["count"] == 1
+    assert inference["compute_input"]["count"] == 3  # the warm-up is no request
     assert all(inference[s]["ns"] > 0 for s in ("success", "compute_infer", "compute_output"))
     assert entry["last_inference"] > 0
     everything = client.get("/v2/models/stats").json()["model_stats"]

@@ -9,7 +9,9 @@ DO UPDATE``): scoring the same rows with the same version again replaces them, a
 adds its own.
 
 Any SQLAlchemy URL of those two dialects works; a SQLite file is put in WAL mode by
-:func:`connect`, so the server can read it while a scoring run writes.
+:func:`connect`, so the server can read it while a scoring run writes, and writers wait for
+each other (a busy timeout). The server's inference log shares the database
+(:mod:`adapters.batch.inferences`).
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ _SCALAR_TYPES: dict[Datatype, type[sa.types.TypeEngine[Any]]] = {
     **{t: sa.Double for t in (Datatype.FP16, Datatype.FP32, Datatype.FP64)},
 }
 DIALECTS = ("sqlite", "postgresql")  # the upserts below are written for these two
+BUSY_TIMEOUT_S = 30.0
 # engine -> table name -> the table as the database has it (reflected once per engine)
 _reflected: weakref.WeakKeyDictionary[Engine, dict[str, sa.Table]] = weakref.WeakKeyDictionary()
 
@@ -82,7 +85,10 @@ def connect(url: str) -> Engine:
         parsed = parsed.set(drivername="postgresql+psycopg")
     if parsed.get_backend_name() not in DIALECTS:
         raise ValueError(f"--db {url!r}: only SQLite and PostgreSQL URLs are supported")
-    engine = sa.create_engine(parsed)  # SQLite's qmark: executemany takes tuples (write_columns)
+    # SQLite: writers beside each other (score.py, every gateway worker's inference log) wait
+    # for the lock up to BUSY_TIMEOUT_S instead of failing at once
+    options = {"connect_args": {"timeout": BUSY_TIMEOUT_S}} if _sqlite(parsed) else {}
+    engine = sa.create_engine(parsed, **options)  # SQLite's qmark: executemany takes tuples
     if _sqlite(parsed) and parsed.database not in (None, "", ":memory:"):
 
         @sa.event.listens_for(engine, "connect")

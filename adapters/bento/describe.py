@@ -11,18 +11,22 @@ from collections.abc import Sequence
 from adapters.config.fields import ConfigError
 from adapters.config.settings import Settings
 from adapters.models.repository import Holder, Repository
+from adapters.protocol.errors import VersionNotFound
 
 
 def describe(settings: Settings, url: str) -> str:
-    repository: Repository[Holder] = Repository(settings.models, settings.default_version, {})
+    repository: Repository[Holder] = Repository(settings.models, settings.rollout, {})
     lines = []
     for name in settings.models:
         try:
             model = repository.open(name)
-        except ValueError as exc:
-            lines.append(f"  {name}: cannot be served: {exc}")
+        except (ValueError, VersionNotFound) as exc:
+            lines.append(f"  {name}: cannot be served: {getattr(exc, 'message', exc)}")
             continue
-        aliases = ", ".join(f"{a} -> {v.version}" for a, v in model.aliases.items())
+        aliases = ", ".join(
+            [f"{a} -> {v.version}" for a, v in model.aliases.items()]
+            + [f"{a} -> {' / '.join(s.targets)}" for a, s in model.splits.items()]
+        )
         unavailable = len(repository.unavailable.get(name, {}))
         lines.append(
             f"  {name}: {len(model.versions)} version(s) ({aliases}; unversioned routes use "

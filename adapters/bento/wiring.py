@@ -43,11 +43,14 @@ def runner_worker(settings: Settings, *, bento: Any = None) -> RunnerWorker:
     repository: Repository[Holder] = Repository(
         names, settings.default_version, {}, only=bento_tags(bento), signatures=settings.signatures
     )
+    versions = sorted((v for name in names for v in repository.scan(name)), key=lambda v: v.created)
     return RunnerWorker(
-        (v.tag for name in names for v in repository.scan(name)),
+        [v.tag for v in versions],
         index=server_context.worker_index or 0,
         workers=settings.runner_workers,
         directory=shared_directory(),
+        budget=settings.max_loaded_versions,
+        describe=repository.describe,
     )
 
 
@@ -94,8 +97,14 @@ def build_dataplane(settings: Settings, runner: Any = None, *, bento: Any = None
     Raises:
         ValueError: a served model has no servable version, or no runner runs for it.
     """
-    inprocess = InProcess(batching=settings.batching)
-    remote = RunnerClient(runner, apis=settings.runner_apis()) if runner is not None else None
+    budget = settings.max_loaded_versions
+    inprocess = InProcess(
+        batching=settings.batching, budget=budget, describe=lambda tag: repository.describe(tag)
+    )
+    remote = None
+    if runner is not None:
+        apis = settings.runner_apis()
+        remote = RunnerClient(runner, apis=apis, budget=budget, batching=settings.batching)
     executors: dict[str, Executor] = {}
     for name in settings.models:
         if settings.placement(name) is Placement.INPROCESS:
@@ -106,19 +115,20 @@ def build_dataplane(settings: Settings, runner: Any = None, *, bento: Any = None
             executors[name] = remote
     repository = Repository(
         settings.models,
-        settings.default_version,
+        lambda name: settings.reread().rollout(name),  # each load reads the section again
         executors,
         only=bento_tags(bento),
         signatures=settings.signatures,
     )
-    repository.start()
-    return DataPlane(
+    dataplane = DataPlane(
         repository,
         server_name=settings.server_name,
         server_version=__version__,
         limits=settings.limits,
         predictions_db=settings.predictions_db,
     )
+    repository.start()  # after the data plane: its statistics count each version's warm-up
+    return dataplane
 
 
 def check_store(settings: Settings) -> list[str]:
@@ -143,14 +153,22 @@ def check_store(settings: Settings) -> list[str]:
                 f"OIP_MODELS: {name!r} has no version in the BentoML store; train it "
                 "(python train.py) or save it (python -m adapters.register), or remove it"
             )
-        default = settings.default_version(name)
+        rollout = settings.rollout(name)
         versions = [m.tag.version for m in stored]
-        if default not in ("latest", "best", *versions):
-            listed = ", ".join(versions[:5]) + (", ..." if len(versions) > 5 else "")
+        known = ("latest", "best", *rollout.aliases, *versions)
+        listed = ", ".join(versions[:5]) + (", ..." if len(versions) > 5 else "")
+        if rollout.default not in known:
             raise ConfigError(
-                f"OIP_DEFAULT_VERSION: {default!r} for model {name!r} is not latest, best or "
-                f"one of its versions ({listed})"
+                f"OIP_DEFAULT_VERSION: {rollout.default!r} for model {name!r} is not latest, "
+                f"best, one of its aliases or one of its versions ({listed})"
             )
+        named = [(f"[model.{name}.aliases] {a}", t) for a, w in rollout.aliases.items() for t in w]
+        for where, target in [*named, (f"[model.{name}] shadow", rollout.shadow)]:
+            if target is not None and target not in known:
+                raise ConfigError(
+                    f"OIP_CONFIG {where}: {target!r} is not latest, best, an alias or one of "
+                    f"its versions ({listed})"
+                )
         _check_servable(name, stored, settings)
     return tags
 

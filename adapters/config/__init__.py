@@ -1,10 +1,11 @@
 """Configuration: every ``OIP_*`` setting defined once (:mod:`~adapters.config.environment`:
-name, type, default, description), read from the environment and the ``OIP_CONFIG`` file
-(:mod:`~adapters.config.sources`) into what the code uses (:mod:`~adapters.config.settings`),
-and the reference generated from the definitions (:mod:`~adapters.config.reference`,
-``docs/configuration.md``).
+name, type, default, description; :mod:`~adapters.config.sections`: a model's section), read
+from the environment and the ``OIP_CONFIG`` file (:mod:`~adapters.config.sources`) into what the
+code uses (:mod:`~adapters.config.settings`), and the reference generated from the definitions
+(:mod:`~adapters.config.reference`, ``docs/configuration.md``).
 
-May import :mod:`adapters.models` (a per-model signature) and :mod:`adapters.protocol`.
+May import :mod:`adapters.models` (a per-model signature, a model's rollout) and
+:mod:`adapters.protocol`.
 """
 
 from __future__ import annotations

@@ -2,11 +2,12 @@
 hold, with pydantic-settings.
 
 Each field of :class:`Environment` is one setting: its name (``OIP_`` + the field's, upper
-case), type, default, constraint, group and description; :class:`ModelSection` holds the keys of
-a ``[model.<name>]`` section of the file. The rest follows from them: :mod:`adapters.config`
-starts from :data:`DEFAULTS`, :mod:`adapters.config.sources` validates against these types and
-constraints, and the reference, ``docs/configuration.md``, is generated from these descriptions
-by ``make docs`` (:mod:`adapters.config.reference`).
+case), type, default, constraint, group and description; :class:`ModelSection`
+(:mod:`adapters.config.sections`) holds the keys of a ``[model.<name>]`` section of the file. The
+rest follows from them: :mod:`adapters.config` starts from :data:`DEFAULTS`,
+:mod:`adapters.config.sources` validates against these types and constraints, and the reference,
+``docs/configuration.md``, is generated from these descriptions by ``make docs``
+(:mod:`adapters.config.reference`).
 
 A new setting is one field here, then ``make docs``. For the code to read it, the dataclass it
 belongs to (:class:`~adapters.config.Settings` or :class:`~adapters.config.Limits`) gets a field
@@ -16,46 +17,11 @@ fills it by name.
 
 from __future__ import annotations
 
-from typing import Any
-
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource
 
-from adapters.config.fields import Group, key, setting
-
-
-class ModelSection(BaseModel):
-    """``[model.<name>]`` of the configuration file: one model's own settings."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    placement: str | None = key(
-        """This model's placement. An entry naming it in `OIP_PLACEMENT` (`churn=runner`) wins
-        over this key.""",
-        values="`inprocess` or `runner`",
-    )
-    default_version: str | None = key(
-        """What this model's unversioned routes answer with. An entry naming it in
-        `OIP_DEFAULT_VERSION` (`churn=latest`) wins over this key.""",
-        values="`latest`, `best` or a version",
-    )
-    max_batch_size: int | None = key(
-        """This model's own batching: the most calls merged into one predict. In process the
-        model has its own queue anyway; on the runner it gets its own batchable API
-        (`run_<model>`; BentoML batches per API), the other models share `run`.""",
-        gt=0,
-    )
-    max_latency_ms: int | None = key(
-        """This model's own batching latency budget: a call that waits longer for its turn is
-        refused with 503 and `Retry-After`.""",
-        gt=0,
-    )
-    signature: dict[str, Any] | None = key(
-        """The V2 signature every version of this model is served with, instead of the stored
-        or derived one: `inputs` and `outputs`, each a list of `name`, `datatype`, `shape`;
-        `frame = true` when the inputs are the columns of a pandas DataFrame.""",
-        values="a table",
-    )
+from adapters.config.fields import Group, setting
+from adapters.config.sections import ModelSection as ModelSection  # the sections' keys
 
 
 class Environment(BaseSettings):
@@ -100,6 +66,17 @@ class Environment(BaseSettings):
         Group.SERVING,
         "Processes of the runner service, which starts only when a model is placed on `runner`.",
         gt=0,
+    )
+    max_loaded_versions: int = setting(
+        0,
+        Group.SERVING,
+        """Most model versions whose estimators one process holds (a gateway worker for the
+        in-process models; on the runner, what each gateway worker keeps there). Past it the
+        least recently used are evicted: still served, loaded again with their warm-up on their
+        next call, which waits at most the model's `OIP_MAX_LATENCY_MS` and then gets 503 with
+        `Retry-After`. A version with calls in flight or queued is never evicted. `0`: no
+        limit.""",
+        ge=0,
     )
     poll_interval_s: float = setting(
         0.0,
@@ -255,8 +232,16 @@ class Environment(BaseSettings):
         Group.OPERATIONS,
         """The database `score.py` writes predictions to: `GET
         /v2/models/{name}/predictions/{key}` reads them back from it (unset: that route
-        answers 404).""",
+        answers 404); inference logging writes there too.""",
         values="a SQLAlchemy URL",
+    )
+    log_inferences: bool = setting(
+        False,
+        Group.OPERATIONS,
+        """Write every inference (request id, model, version, inputs, outputs, status, latency;
+        shadow answers tagged) into `OIP_PREDICTIONS_DB`, table `inferences`, off the request
+        path: a bounded queue (drops counted) and batched inserts. Per model: `log_inferences`
+        in `[model.<name>]`.""",
     )
     model: dict[str, ModelSection] = Field(
         default_factory=dict,

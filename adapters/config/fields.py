@@ -34,9 +34,10 @@ def setting(default: Any, group: Group, description: str, values: str = "", **ru
     return _field(default, description, {"group": group.value}, values, **rules)
 
 
-def key(description: str, values: str = "", **rules: Any) -> Any:
-    """One key of a ``[model.<name>]`` section: unset, the server's setting applies."""
-    return _field(None, description, {}, values, **rules)
+def key(description: str, values: str = "", unset: str = "", **rules: Any) -> Any:
+    """One key of a ``[model.<name>]`` section: unset, the server's setting applies (or what
+    ``unset`` says, for a key no setting stands behind)."""
+    return _field(None, description, {"unset": unset} if unset else {}, values, **rules)
 
 
 def _field(default: Any, description: str, extra: JsonDict, values: str, **rules: Any) -> Any:

@@ -58,6 +58,12 @@ models = ["iris", "churn"]
 placement = "inprocess"          # every model, unless named below or in OIP_PLACEMENT
 max_batch_size = 32
 
+[model.iris]
+shadow = "best"                  # every request the default answers also runs on best
+
+[model.iris.aliases]             # weighted: /v2/models/iris/versions/canary/infer
+canary = { latest = 90, best = 10 }
+
 [model.churn]
 placement = "runner"
 default_version = "best"
@@ -144,6 +150,7 @@ def model_keys() -> list[str]:
     lines = [_row("key", "values", "default", "what it does"), _row(*["---"] * 4)]
     for name, info in ModelSection.model_fields.items():
         fallback = f"`{variable(name)}`" if name in FIELDS else "the stored or derived one"
+        fallback = str(_extra(info).get("unset", fallback))
         lines.append(_row(f"`{name}`", values(info), fallback, info.description or ""))
     return lines
 

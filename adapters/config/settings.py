@@ -9,6 +9,7 @@ Reference: ``docs/configuration.md`` (``make docs``).
 from __future__ import annotations
 
 import enum
+import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
@@ -18,6 +19,7 @@ from typing import Any
 from adapters.config.environment import DEFAULTS
 from adapters.config.fields import ConfigError
 from adapters.config.sources import read
+from adapters.models.routing import Rollout, splits
 from adapters.models.signature import Signature
 
 DEFAULT_MODELS = tuple(DEFAULTS.models.split(","))
@@ -119,9 +121,16 @@ class Settings:
     bento_models: str = DEFAULTS.bento_models  # what `bentoml build` packs (wiring.check_store)
     auth_tokens: tuple[str, ...] = ()
     cors_origins: tuple[str, ...] = ()
+    max_loaded_versions: int = DEFAULTS.max_loaded_versions  # 0: no limit
+    log_inferences: bool = DEFAULTS.log_inferences  # every model's, unless its section says
 
     signatures: dict[str, Signature] = field(default_factory=dict)  # per model, from the file
     batchings: dict[str, Batching] = field(default_factory=dict)  # per model, from the file
+    aliases: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)  # per model
+    shadows: dict[str, str] = field(default_factory=dict)  # per model, from the file
+    logged: dict[str, bool] = field(default_factory=dict)  # per model: its log_inferences
+    # where from_env read these (None: built in code), so that a load can read them again
+    source: Mapping[str, str] | None = field(default=None, compare=False, repr=False)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -155,6 +164,12 @@ class Settings:
                 for n, s in sections.items()
                 if s.max_batch_size or s.max_latency_ms
             },
+            aliases={n: s.aliases for n, s in sections.items() if s.aliases},
+            shadows={n: s.shadow for n, s in sections.items() if s.shadow},
+            logged={
+                n: s.log_inferences for n, s in sections.items() if s.log_inferences is not None
+            },
+            source=os.environ if env is None else env,
         )
         plain = {f.name: getattr(raw, f.name) for f in fields(cls) if f.name not in derived}
         settings = cls(**derived, **plain)
@@ -179,9 +194,21 @@ class Settings:
                 )
         for name in self.models:
             self.placement(name)
-        stray = [n for n in [*self.signatures, *self.batchings] if n not in self.models]
+        sections = [*self.signatures, *self.batchings, *self.aliases, *self.shadows, *self.logged]
+        stray = [n for n in sections if n not in self.models]
         if stray:
             raise ConfigError(f"OIP_CONFIG [model.{stray[0]}]: not a served model")
+        for name, aliases in self.aliases.items():
+            try:
+                splits(aliases)
+            except ValueError as exc:
+                raise ConfigError(f"OIP_CONFIG [model.{name}.aliases]: {exc}") from None
+        logging = [n for n in self.models if self.rollout(n).log_inferences]
+        if logging and not self.predictions_db:
+            raise ConfigError(
+                f"OIP_LOG_INFERENCES: model {logging[0]!r} logs its inferences, but "
+                "OIP_PREDICTIONS_DB names no database to write them to"
+            )
 
     def placement(self, name: str) -> Placement:
         value = self.placements.get(name, self.placements["*"])
@@ -195,6 +222,25 @@ class Settings:
 
     def default_version(self, name: str) -> str:
         return self.default_versions.get(name, self.default_versions["*"])
+
+    def rollout(self, name: str) -> Rollout:
+        """The model's default version, weighted aliases, shadow and inference logging."""
+        return Rollout(
+            default=self.default_version(name),
+            aliases=self.aliases.get(name, {}),
+            shadow=self.shadows.get(name),
+            log_inferences=self.logged.get(name, self.log_inferences),
+        )
+
+    def reread(self) -> Settings:
+        """The settings read again from where :meth:`from_env` read them (a repository load
+        re-reads a model's section: weights change without a restart); as they are when built
+        in code.
+
+        Raises:
+            ConfigError: the file or a variable no longer holds a valid configuration.
+        """
+        return self if self.source is None else Settings.from_env(self.source)
 
     def models_in(self, placement: Placement) -> tuple[str, ...]:
         return tuple(m for m in self.models if self.placement(m) is placement)

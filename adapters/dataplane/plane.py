@@ -3,21 +3,29 @@
 A transport (the HTTP and gRPC edges) decodes its wire format into an
 :class:`~adapters.protocol.messages.InferRequest` and writes back the
 :class:`~adapters.protocol.messages.InferResponse`; everything in between happens here, once:
-resolve the model version in the registry, check the inputs against the model's signature
+resolve the model version in the registry (a weighted alias picks one per request, by its
+routing key if it has one), check the inputs against the model's signature
 (:mod:`adapters.models.inputs`), pick the outputs, run the model through its executor, and
-label the outputs with their datatypes.
+label the outputs with their datatypes; then, off the request path, log the inference
+(:mod:`adapters.dataplane.journal`) and run it on the model's shadow
+(:mod:`adapters.dataplane.shadow`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
+import uuid
+from datetime import UTC, datetime
 from typing import Any
 
 import anyio
 
 from adapters.config.settings import Limits
 from adapters.dataplane.answers import check_outputs, check_planned
+from adapters.dataplane.journal import Entry, Journal, failure
+from adapters.dataplane.shadow import Job, Shadows
 from adapters.dataplane.statistics import Statistics
 from adapters.execution.runtime import Executor
 from adapters.models.inputs import model_input, requested_outputs
@@ -26,10 +34,7 @@ from adapters.models.repository import Repository
 from adapters.protocol.classification import classify
 from adapters.protocol.codecs import Array, datatype_of
 from adapters.protocol.content import output_parameters
-from adapters.protocol.errors import (
-    DeadlineExceeded,
-    NotFound,
-)
+from adapters.protocol.errors import BadRequest, DeadlineExceeded, NotFound
 from adapters.protocol.messages import InferRequest, InferResponse, Tensor
 from adapters.protocol.schemas import Datatype
 
@@ -79,8 +84,13 @@ class DataPlane:
         self.server = {"name": server_name, "version": server_version, "extensions": EXTENSIONS}
         self.limits = limits or Limits()
         self.statistics = Statistics()
+        repository.warmed = self.statistics.warmed  # a load's warm-up: one inference each
         self.predictions_db = predictions_db
         self._engine: Any = None
+        self.journal = Journal(predictions_db) if predictions_db else None
+        self.shadows = Shadows(
+            self.executors, self._record, timeout_s=self.limits.request_timeout_s
+        )
 
     def deadline(self) -> Deadline:
         """The deadline one inference request runs under, whatever its transport."""
@@ -97,7 +107,7 @@ class DataPlane:
         return True
 
     async def model_ready(self, name: str, version: str | None) -> dict[str, Any]:
-        resolved = self.registry.resolve(name, version)
+        resolved = self.registry.model(name).heaviest(version)
         return {"name": resolved.name, "ready": await self.executors[name].ready()}
 
     async def loaded(self) -> dict[str, dict[str, list[str]]]:
@@ -108,7 +118,7 @@ class DataPlane:
 
     def model_metadata(self, name: str, version: str | None) -> dict[str, Any]:
         model = self.registry.model(name)
-        resolved = model.resolve(version)
+        resolved = model.heaviest(version)
         properties = dict(resolved.properties)
         properties["aliases"] = ",".join(model.aliases_of(resolved))
         return {
@@ -121,10 +131,15 @@ class DataPlane:
         }
 
     async def infer(self, request: InferRequest) -> InferResponse:
-        """Run one decoded inference request on the version it resolves to."""
+        """Run one decoded inference request on the version it resolves to (see the module
+        docstring); a model that logs its inferences gives a request without ``id`` one."""
         start = time.perf_counter_ns()
         name = request.model_name
-        resolved = self.registry.resolve(name, request.model_version)
+        model = self.registry.model(name)
+        key = routing_key(request)
+        resolved = model.resolve(request.model_version, key)
+        logged = self.journal is not None and model.rollout.log_inferences
+        request_id = request.id or (uuid.uuid4().hex if logged else None)
         stats = self.statistics.of(name, resolved.version)
         rows = 0
         try:
@@ -144,18 +159,30 @@ class DataPlane:
             outputs = [_output(resolved, m, count, results[m]) for m, count in wanted]
             check_outputs(outputs, limit)
             stats.add("compute_output", time.perf_counter_ns() - done)
-        except BaseException:
+        except BaseException as exc:
             stats.finished(ok=False, rows=0, total_ns=time.perf_counter_ns() - start)
+            if logged:
+                status, error = failure(exc)
+                self._record(_entry(request, resolved, request_id, start, status, [], error))
             raise
         stats.finished(ok=True, rows=rows, total_ns=time.perf_counter_ns() - start)
-        return InferResponse(name, resolved.version, outputs, request.id)
+        if logged:
+            self._record(_entry(request, resolved, request_id, start, 200, outputs, None))
+        if model.rollout.shadow and request.model_version in (None, model.rollout.default):
+            job = Job(model, resolved, request, request_id or "", methods, results, key, logged)
+            self.shadows.submit(job)
+        return InferResponse(name, resolved.version, outputs, request_id)
+
+    def _record(self, entry: Entry) -> None:
+        if self.journal is not None:
+            self.journal.record(entry)
 
     async def stored_prediction(self, name: str, version: str | None, key: str) -> dict[str, Any]:
         """A prediction ``score.py`` stored for one row (its key) by the version this resolves
         to, in the V2 response shape, from ``OIP_PREDICTIONS_DB``."""
         if not self.predictions_db:  # nothing stored to find: a 404, as for an unknown key
             raise NotFound("no stored predictions: set OIP_PREDICTIONS_DB to score.py's --db")
-        resolved = self.registry.resolve(name, version)
+        resolved = self.registry.model(name).heaviest(version)
         from adapters.batch import predictions  # SQLAlchemy only when the route is used
 
         if self._engine is None:
@@ -187,8 +214,47 @@ class DataPlane:
         elif version is None:
             pairs = [(name, v) for v in self.registry.model(name).versions]
         else:
-            pairs = [(name, self.registry.resolve(name, version).version)]
+            pairs = [(name, v.version) for v in self.registry.model(name).targets(version)]
         return self.statistics.report(pairs)
+
+    async def close(self, timeout_s: float = 5.0) -> None:
+        """At shutdown: the shadow runs under way end, the inference log is written out."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout_s):
+                await self.shadows.idle()
+        if self.journal is not None:
+            await anyio.to_thread.run_sync(self.journal.flush, timeout_s)
+
+
+def routing_key(request: InferRequest) -> str | None:
+    """The request parameter ``routing_key``: one key, one version of a weighted alias."""
+    key = (request.parameters or {}).get("routing_key")
+    if key is not None and not isinstance(key, str):
+        raise BadRequest(f"parameter 'routing_key' must be a string, got {type(key).__name__}")
+    return key
+
+
+def _entry(
+    request: InferRequest,
+    resolved: ModelVersion,
+    request_id: str | None,
+    start: int,
+    status: int,
+    outputs: list[Tensor],
+    error: str | None,
+) -> Entry:
+    latency_ms = (time.perf_counter_ns() - start) / 1e6
+    return Entry(
+        request_id or "",
+        resolved.name,
+        resolved.version,
+        status,
+        latency_ms,
+        request.inputs,
+        outputs,
+        error,
+        created_at=datetime.now(UTC),
+    )
 
 
 def _output(resolved: ModelVersion, method: str, count: int | None, array: Array) -> Tensor:

@@ -8,7 +8,8 @@ requests; the figures are per process, as the Prometheus metrics are before aggr
 What each stage measures here: ``compute_input`` decoding the request (by the transport) and
 checking it against the signature; ``compute_infer`` the executor's predict, including any wait
 to be merged into a batch (so ``queue`` stays 0); ``compute_output`` labelling and encoding the
-outputs; ``success``/``fail`` whole requests that reached a model version.
+outputs; ``success``/``fail`` whole requests that reached a model version. The warm-up request a
+version answers when it is loaded counts as one successful execution of one row.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
+
+from adapters.models.registry import ModelVersion
 
 STAGES = ("success", "fail", "queue", "compute_input", "compute_infer", "compute_output")
 
@@ -73,6 +76,11 @@ class Statistics:
         if stats is None:
             stats = self.versions[(name, version)] = VersionStats(name, version)
         return stats
+
+    def warmed(self, version: ModelVersion) -> None:
+        """A version answered its warm-up request when it was loaded: one execution of one
+        row, so that its statistics show it was warmed before it was served."""
+        self.of(version.name, version.version).finished(ok=True, rows=1, total_ns=0)
 
     def report(self, versions: Iterable[tuple[str, str]]) -> dict[str, Any]:
         """``{"model_stats": [...]}`` for these (name, version) pairs, zeros where never run."""

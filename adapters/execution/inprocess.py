@@ -18,10 +18,12 @@ Batching is per model (:class:`~adapters.config.Batching`): at most ``max_batch_
 one predict, and a call that waited ``max_latency_ms`` for its turn is refused with a 503 (retry
 later) instead of running late, as the runner's batching does.
 
-The estimators are exactly those of the served versions: ``preload`` loads them, ``forget``
-drops them (so unload frees the memory), and a call still queued for a forgotten version is
-answered 404 when its batch runs, alone (:class:`~adapters.execution.runtime.NotServed`). A predict
-already running keeps its estimator until it ends.
+The estimators are those of the served versions: ``preload`` loads (and warms up) them,
+``forget`` drops them (so unload frees the memory), and a call still queued for a forgotten
+version is answered 404 when its batch runs, alone (:class:`~adapters.execution.runtime.NotServed`).
+A predict already running keeps its estimator until it ends. Under a memory budget the least
+recently used idle ones are evicted (:mod:`adapters.execution.residency`). Shadow calls have a
+queue of their own per model and never run inline: they never wait in front of a served call.
 """
 
 from __future__ import annotations
@@ -36,8 +38,10 @@ import anyio
 
 from adapters.config.settings import Batching
 from adapters.execution.metrics import inprocess_batch_size
+from adapters.execution.residency import Reloads, Residency
 from adapters.execution.runtime import (
     Call,
+    Describe,
     PredictFailed,
     Result,
     join_outputs,
@@ -51,7 +55,7 @@ from adapters.execution.runtime import (
 )
 from adapters.models.registry import ModelVersion
 from adapters.protocol.codecs import Array
-from adapters.protocol.errors import Overloaded
+from adapters.protocol.errors import NotFound, NotReady, Overloaded
 
 Queued = tuple[Call, "asyncio.Future[Result]", threading.Event, float]  # + when queued
 
@@ -74,8 +78,14 @@ class InProcess:
         inline_budget_s: float = 0.0005,
         chunk_rows: int = 1024,
         clock: Callable[[], float] = time.perf_counter,
+        budget: int = 0,
+        describe: Describe | None = None,
     ) -> None:
-        self.estimators: dict[str, Any] = dict(estimators or {})  # by tag: the served versions
+        self.estimators: dict[str, Any] = dict(estimators or {})  # by tag: those loaded
+        self.served: set[str] = set(self.estimators)  # loaded, or evicted under the budget
+        self.residency = Residency(budget)
+        self.describe = describe  # a tag's version: its warm-up input
+        self.reloads = Reloads()
         self.clock = clock  # times small calls (the inline decision); a test's own clock
         self.batching = batching  # by model name
         self.inline_max_rows = inline_max_rows
@@ -87,21 +97,48 @@ class InProcess:
         self.batch_sizes = inprocess_batch_size()
 
     def preload_sync(self, tags: Sequence[str]) -> dict[str, str]:
-        loaded, failed = load_estimators([t for t in tags if t not in self.estimators])
-        self.estimators.update(loaded)
+        failed: dict[str, str] = {}
+        for tag in [t for t in tags if t not in self.served]:  # one at a time: within budget
+            loaded, problems = load_estimators([tag], self.describe)
+            failed.update(problems)
+            self._hold(loaded)
         return failed
 
     async def preload(self, tags: Sequence[str]) -> dict[str, str]:
-        if all(tag in self.estimators for tag in tags):
-            return {}
-        return await anyio.to_thread.run_sync(self.preload_sync, tags)
+        failed: dict[str, str] = {}
+        for tag in [t for t in tags if t not in self.served]:
+            loaded, problems = await anyio.to_thread.run_sync(load_estimators, [tag], self.describe)
+            failed.update(problems)
+            self._hold(loaded)
+        return failed
+
+    def _hold(self, loaded: dict[str, Any]) -> None:
+        """On the loop: these are served and loaded now; evict past the budget."""
+        for tag, estimator in loaded.items():
+            self.estimators[tag] = estimator
+            self.served.add(tag)
+            self.residency.touch(tag)
+        self._trim()
+
+    def _trim(self) -> None:
+        evicted = self.residency.surplus(self.estimators)
+        for tag in evicted:
+            self.estimators.pop(tag, None)
+            self.small_call_s.pop(tag, None)
+        if evicted:
+            release_memory()
 
     async def forget(self, tags: Sequence[str]) -> None:
         for tag in tags:
+            self.served.discard(tag)
             self.estimators.pop(tag, None)
             self.small_call_s.pop(tag, None)
+            self.residency.forget(tag)
         if tags:
             release_memory()
+
+    def resident(self) -> set[str]:
+        return set(self.estimators)
 
     async def loaded(self) -> dict[str, list[str]]:
         from bentoml import server_context
@@ -114,12 +151,46 @@ class InProcess:
         )
 
     async def predict(
-        self, version: ModelVersion, methods: tuple[str, ...], rows: Array
+        self, version: ModelVersion, methods: tuple[str, ...], rows: Array, *, shadow: bool = False
     ) -> dict[str, Array]:
-        estimator = self.estimators.get(version.tag)
-        if estimator is None:  # forgotten between resolving and here
-            return unwrap(not_served(version.tag))
-        if self.runs_inline(version.tag, len(rows)):
+        tag = version.tag
+        self.residency.begin(tag)  # not evicted while in flight or queued
+        try:
+            estimator = self.estimators.get(tag)
+            if estimator is None:
+                if tag not in self.served:  # forgotten between resolving and here
+                    return unwrap(not_served(tag))
+                estimator = await self._reload(version)
+            return await self._predict(version, estimator, methods, rows, shadow)
+        finally:
+            self.residency.end(tag)
+            if self.residency.over(self.estimators):
+                self._trim()
+
+    async def _reload(self, version: ModelVersion) -> Any:
+        """An evicted version's estimator, loaded again, waited for at most the model's
+        batching latency budget."""
+        wait_s = self.batching(version.name).max_latency_ms / 1000
+        return await self.reloads.wait(version.tag, lambda: self._load_again(version.tag), wait_s)
+
+    async def _load_again(self, tag: str) -> Any:
+        loaded, failed = await anyio.to_thread.run_sync(load_estimators, [tag], self.describe)
+        if tag in failed:
+            raise NotReady(f"version '{tag}' could not be loaded again: {failed[tag]}")
+        if tag not in self.served:  # unloaded while it loaded
+            raise NotFound(not_served(tag).message)
+        self._hold(loaded)  # it is busy: the others are evicted, if any must be
+        return loaded[tag]
+
+    async def _predict(
+        self,
+        version: ModelVersion,
+        estimator: Any,
+        methods: tuple[str, ...],
+        rows: Array,
+        shadow: bool,
+    ) -> dict[str, Array]:
+        if not shadow and self.runs_inline(version.tag, len(rows)):
             start = self.clock()
             result = predict_one(estimator, methods, rows)
             self._timed(version.tag, self.clock() - start)
@@ -128,15 +199,16 @@ class InProcess:
         future: asyncio.Future[Result] = loop.create_future()
         abandoned = threading.Event()
         future.add_done_callback(lambda f: abandoned.set() if f.cancelled() else None)
-        self.queues.setdefault(version.name, []).append(
+        lane = f"{version.name}\0shadow" if shadow else version.name
+        self.queues.setdefault(lane, []).append(
             ((version.tag, methods, rows), future, abandoned, time.monotonic())
         )
-        if version.name not in self.drainers:
-            self.drainers[version.name] = loop.create_task(self._drain(version.name))
+        if lane not in self.drainers:
+            self.drainers[lane] = loop.create_task(self._drain(lane, version.name))
         return unwrap(await future)
 
-    async def _drain(self, name: str) -> None:
-        queue = self.queues[name]
+    async def _drain(self, lane: str, name: str) -> None:
+        queue = self.queues[lane]
         batching = self.batching(name)
         try:
             while queue:
@@ -158,7 +230,7 @@ class InProcess:
                     if not future.done():  # the client may have gone away
                         future.set_result(result)
         finally:
-            del self.drainers[name]
+            del self.drainers[lane]
 
     @staticmethod
     def _within_budget(name: str, batch: list[Queued], budget_s: float) -> list[Queued]:

@@ -8,6 +8,11 @@ the runner's workers load the new versions before they are served, and say which
 unload and delete: they free the versions no longer served), and every call carries the view,
 so a runner worker that missed a change catches up on its next call.
 
+Under a memory budget (:mod:`adapters.execution.residency`) the view holds the versions this
+gateway keeps loaded there: evicting is sending a view without the least recently used idle
+ones, and a call of an evicted version first sends a view with it again (every worker loads and
+warms it up), waiting at most the model's batching latency budget (then 503, ``Retry-After``).
+
 A call of more than ``chunk_rows`` rows (8,192: each chunk costs a hop, so chunks are larger
 than in process) is sent as consecutive chunks, so other models' calls are batched between them
 instead of waiting behind the whole of it. A runner that cannot be
@@ -28,6 +33,8 @@ from typing import Any
 import anyio
 from bentoml.exceptions import BentoMLException
 
+from adapters.config.settings import Batching
+from adapters.execution.residency import Reloads, Residency
 from adapters.execution.runtime import Result, join_outputs, row_chunks, unwrap
 from adapters.execution.worker import View
 from adapters.models.registry import ModelVersion
@@ -63,6 +70,8 @@ class RunnerClient:
         chunk_rows: int = 8192,
         clock: Callable[[], float] = time.monotonic,
         gateway: int | None = None,
+        budget: int = 0,
+        batching: Callable[[str], Batching] = lambda name: Batching(),
     ):
         import aiohttp  # here, not at module level: only a gateway with a runner pays for it
 
@@ -87,19 +96,29 @@ class RunnerClient:
             from bentoml import server_context
 
             gateway = server_context.worker_index or 0
-        self.view = View(gateway, time.time_ns(), frozenset())  # what this process serves there
+        self.view = View(gateway, time.time_ns(), frozenset())  # what it keeps loaded there
+        self.served: set[str] = set()  # in the view, or evicted from it under the budget
+        self.residency = Residency(budget)
+        self.reloads = Reloads()
+        self.batching = batching
+        self._trimming: asyncio.Task[None] | None = None
 
     def preload_sync(self, tags: Sequence[str]) -> dict[str, str]:
         """At start-up: the runner's workers load the store's servable versions themselves (the
-        same set), so this is only noted; the first call carries it."""
-        self.view = self._next(self.view.tags | set(tags))
+        same set, the newest within the budget), so this is only noted; the first call carries
+        it."""
+        self._note(tags)
+        kept = self.view.tags | set(tags)
+        self.view = self._next(kept - set(self.residency.surplus(kept)))
         return {}
 
     async def preload(self, tags: Sequence[str]) -> dict[str, str]:
-        """Every runner worker loads these versions; returns those some worker could not load
-        (they are not served, and the workers drop them)."""
+        """Every runner worker loads and warms up these versions; returns those some worker
+        could not (they are not served, and the workers drop them). Past the budget, the least
+        recently used are then evicted."""
         before = self.view.tags
-        wanted = before | set(tags)
+        new = [t for t in tags if t not in self.served]
+        wanted = before | set(new)
         if wanted == before:
             return {}
         try:
@@ -109,11 +128,21 @@ class RunnerClient:
         except BaseException:
             self.view = self._next(before)  # not served: the next call says so
             raise
+        self._note([t for t in new if t not in failed])
+        await self._trim()
         return failed
+
+    def _note(self, tags: Sequence[str]) -> None:
+        self.served.update(tags)
+        for tag in tags:
+            self.residency.touch(tag)
 
     async def forget(self, tags: Sequence[str]) -> None:
         """Every runner worker frees these versions. If the runner cannot be reached now, the
         view without them goes with the next call (and a restarted worker reads it)."""
+        self.served.difference_update(tags)
+        for tag in tags:
+            self.residency.forget(tag)
         remaining = self.view.tags - set(tags)
         if remaining == self.view.tags:
             return
@@ -121,6 +150,40 @@ class RunnerClient:
             await self._send(remaining)
         except Exception as exc:
             logger.warning("the runner could not be told to free %s now: %s", list(tags), exc)
+
+    def resident(self) -> set[str]:
+        return set(self.view.tags)
+
+    async def _trim(self) -> None:
+        """A view without the least recently used idle versions past the budget, if any."""
+        evicted = self.residency.surplus(self.view.tags)
+        if evicted:
+            try:
+                await self._send(self.view.tags - set(evicted))
+            except Exception as exc:  # the next change, or the next call, carries it
+                logger.warning("the runner could not be told to evict %s now: %s", evicted, exc)
+
+    async def _restore(self, version: ModelVersion) -> None:
+        """An evicted version back in the view (every worker loads and warms it up), making
+        room for it; waited for at most the model's batching latency budget."""
+
+        async def load() -> None:
+            wanted = self.view.tags | {version.tag}
+            failed = await self._send(wanted - set(self.residency.surplus(wanted)))
+            if version.tag in failed:
+                raise NotReady(f"'{version.tag}' could not be loaded again: {failed[version.tag]}")
+
+        wait_s = self.batching(version.name).max_latency_ms / 1000
+        await self.reloads.wait(version.tag, load, wait_s)
+
+    def _trim_later(self) -> None:
+        """After a call: evict what busy calls kept past the budget, off the answer's path."""
+        if self._trimming is None and self.residency.over(self.view.tags):
+            self._trimming = asyncio.get_running_loop().create_task(self._trim())
+            self._trimming.add_done_callback(self._trimmed)
+
+    def _trimmed(self, task: asyncio.Task[None]) -> None:
+        self._trimming = None
 
     async def loaded(self) -> dict[str, list[str]]:
         """The tags each runner worker holds, by its worker index."""
@@ -144,12 +207,19 @@ class RunnerClient:
         return failed
 
     async def predict(
-        self, version: ModelVersion, methods: tuple[str, ...], rows: Array
+        self, version: ModelVersion, methods: tuple[str, ...], rows: Array, *, shadow: bool = False
     ) -> dict[str, Array]:
-        if len(rows) <= self.chunk_rows:
-            return unwrap(await self._call(version, methods, rows))
-        chunks = row_chunks(rows, self.chunk_rows)  # one after another: others batch in between
-        return join_outputs([unwrap(await self._call(version, methods, c)) for c in chunks])
+        self.residency.begin(version.tag)  # not evicted while in flight
+        try:
+            if version.tag not in self.view.tags and version.tag in self.served:
+                await self._restore(version)
+            if len(rows) <= self.chunk_rows:
+                return unwrap(await self._call(version, methods, rows))
+            chunks = row_chunks(rows, self.chunk_rows)  # one after another: others batch between
+            return join_outputs([unwrap(await self._call(version, methods, c)) for c in chunks])
+        finally:
+            self.residency.end(version.tag)
+            self._trim_later()
 
     async def _call(self, version: ModelVersion, methods: tuple[str, ...], rows: Array) -> Result:
         if self._known is False and not await self.ready():

@@ -7,9 +7,11 @@ tag, and :func:`predict_batch`, which merges calls into one predict per model.
   dependency whose batchable API merges concurrent calls and runs :func:`predict_batch`).
 
 Both implement :class:`Executor`: ``await predict(version, methods, rows)`` -> ``{method:
-array}``. Estimators are loaded only when a version is made ready (``preload``: start-up,
-repository load, polling) and freed when it stops being served (``forget``); a call that finds
-no estimator for its version when its batch runs is answered alone (:class:`NotServed`).
+array}``. Estimators are loaded, and warmed up, only when a version is made ready (``preload``:
+start-up, repository load, polling) or, evicted under a memory budget
+(:mod:`adapters.execution.residency`), called again; they are freed when the version stops being
+served (``forget``) or is evicted; a call that finds no estimator for its version when its batch
+runs is answered alone (:class:`NotServed`).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from adapters.execution.warmup import warm_up
 from adapters.models.registry import ModelVersion
 from adapters.models.repository import Holder
 from adapters.models.signature import run_method
@@ -30,6 +33,8 @@ from adapters.protocol.errors import BadRequest, NotFound, NotReady
 
 Call = tuple[str, tuple[str, ...], Array]
 """One inference as a batch sees it: model tag, methods to run, input rows."""
+Describe = Callable[[str], ModelVersion | None]
+"""A tag's stored version (signature, sample): what its warm-up request is built from."""
 
 
 class PredictFailed:
@@ -67,20 +72,39 @@ def load_estimator(tag: str) -> Any:
     return bentoml.sklearn.load_model(tag)
 
 
-def load_estimators(tags: Iterable[str]) -> tuple[dict[str, Any], dict[str, str]]:
-    """Load each stored model by tag: ``(estimators, {tag: why it could not be loaded})``.
+def load_estimators(
+    tags: Iterable[str], describe: Describe | None = None
+) -> tuple[dict[str, Any], dict[str, str]]:
+    """Load each stored model by tag and have it answer its warm-up request:
+    ``(estimators, {tag: why it could not be loaded or warmed up})``.
 
     Loading happens only here, when a version is made ready (start-up, repository load,
-    polling), never at predict time: a version that is no longer served stays freed.
+    polling) or, evicted under a memory budget, called again; never for a version that is no
+    longer served. ``describe`` reads a tag's version (its signature and stored sample) for the
+    warm-up (:mod:`adapters.execution.warmup`); without it, or for a tag it cannot describe, there
+    is none.
     """
     estimators: dict[str, Any] = {}
     failed: dict[str, str] = {}
     for tag in tags:
         try:
-            estimators[tag] = load_estimator(tag)
+            estimator = load_estimator(tag)
         except Exception as exc:  # a broken or vanished file: that version only
             failed[tag] = f"its estimator could not be loaded ({type(exc).__name__}: {exc})"
+            continue
+        version = describe(tag) if describe is not None else None
+        try:
+            if version is not None:
+                warm_up(version, estimator)
+        except Exception as exc:  # the user's model, on its own sample: that version only
+            failed[tag] = f"its warm-up request failed ({type(exc).__name__}: {_text(exc)})"
+            continue
+        estimators[tag] = estimator
     return estimators, failed
+
+
+def _text(exc: Exception) -> str:
+    return getattr(exc, "message", None) or str(exc)
 
 
 def release_memory() -> None:
@@ -184,8 +208,11 @@ class Executor(Holder, Protocol):
     placement: str  # "inprocess" or "runner"
 
     async def predict(
-        self, version: ModelVersion, methods: tuple[str, ...], rows: Array
-    ) -> dict[str, Array]: ...
+        self, version: ModelVersion, methods: tuple[str, ...], rows: Array, *, shadow: bool = False
+    ) -> dict[str, Array]:
+        """Run ``methods`` on ``rows``; a ``shadow`` call never delays the served ones more
+        than the placement must (in process: a queue of its own, never inline)."""
+        ...
 
     async def ready(self) -> bool: ...
 

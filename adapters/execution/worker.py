@@ -48,7 +48,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from adapters.execution.residency import newest_warmed
 from adapters.execution.runtime import (
+    Describe,
     NotServed,
     Result,
     load_estimators,
@@ -88,7 +90,8 @@ class RunnerWorker:
     """The estimators of one runner worker, kept to the gateways' views (module docstring).
 
     Args:
-        tags: what to load at start-up when the directory holds no view yet.
+        tags: what to load at start-up when the directory holds no view yet (oldest first:
+            under a memory budget, only the newest ``budget`` of them).
         index: this worker's index (``bentoml.server_context.worker_index``).
         workers: how many workers the runner has; with more than one, the directory is watched.
         directory: shared with the sibling workers.
@@ -103,8 +106,11 @@ class RunnerWorker:
         directory: Path,
         watch_s: float = 0.1,
         wait_s: float = 10.0,
+        budget: int = 0,
+        describe: Describe | None = None,
     ) -> None:
         self.index, self.directory, self.wait_s = index, directory, wait_s
+        self.describe = describe  # a tag's version: its warm-up input
         directory.mkdir(parents=True, exist_ok=True)
         self.views: dict[int, View] = {}
         self.estimators: dict[str, Any] = {}  # replaced whole, never mutated: batches read it
@@ -116,6 +122,9 @@ class RunnerWorker:
         self._stop = threading.Event()
         with self._lock:
             self.views = self._read_views()  # a restarted worker: what is served now
+            if budget and not self.views:  # each tried once, the newest kept
+                self.estimators = newest_warmed(list(tags), budget, describe)
+                self._startup = frozenset(self.estimators)
             self._reconcile()
         if workers > 1:
             threading.Thread(target=self._watch, args=(watch_s,), daemon=True).start()
@@ -131,6 +140,9 @@ class RunnerWorker:
         if self.apply(newest.values()):
             self._write_views(newest.values())
         estimators, failed = self.estimators, self.failed
+        if any(c[0] not in estimators and c[0] not in failed for c in calls):
+            with self._lock:  # a view applied by another thread may be loading it still
+                estimators, failed = self.estimators, self.failed
 
         def unserved(tag: str) -> Result:
             if tag in failed:
@@ -202,7 +214,7 @@ class RunnerWorker:
             set().union(*(v.tags for v in self.views.values())) if self.views else self._startup
         )
         kept = {tag: e for tag, e in self.estimators.items() if tag in served}
-        loaded, failed = load_estimators(sorted(served - kept.keys()))
+        loaded, failed = load_estimators(sorted(served - kept.keys()), self.describe)
         for tag, reason in failed.items():
             if self._logged.get(tag) != reason:  # once, not on every retry
                 logger.warning("runner worker %d cannot load %s: %s", self.index, tag, reason)

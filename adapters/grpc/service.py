@@ -120,7 +120,8 @@ class InferenceService(pb_grpc.GRPCInferenceServiceServicer):
     @answered
     async def RepositoryIndex(self, request: Any, context: Any) -> Any:
         models = self.dataplane.repository.index(ready_only=request.ready)
-        return pb.RepositoryIndexResponse(models=models)
+        fields = ("name", "version", "state", "reason")  # an evicted version says so in reason
+        return pb.RepositoryIndexResponse(models=[{f: m[f] for f in fields} for m in models])
 
     @answered
     async def RepositoryModelLoad(self, request: Any, context: Any) -> Any:

@@ -110,6 +110,6 @@ IRIS_STATS = {
     "batch_stats": [],
 }
 REPOSITORY_INDEX = [
-    {"name": "iris", "version": IRIS_VERSION, "state": "READY", "reason": ""},
-    {"name": "text", "version": TEXT_VERSION, "state": "READY", "reason": ""},
+    {"name": "iris", "version": IRIS_VERSION, "state": "READY", "reason": "", "loaded": True},
+    {"name": "text", "version": TEXT_VERSION, "state": "READY", "reason": "", "loaded": True},
 ]

@@ -4,7 +4,8 @@ Signatures (:mod:`~adapters.models.signature`, derived by :mod:`~adapters.models
 saving your own model (:mod:`~adapters.models.register`; model files and KServe folders,
 :mod:`~adapters.models.folders`; MLServer folders, :mod:`~adapters.models.mlserver`), the library
 versions a version was saved and is served with (:mod:`~adapters.models.libraries`), names,
-versions and aliases (:mod:`~adapters.models.registry`), the store loaded into the registry
+versions and aliases (:mod:`~adapters.models.registry`; weighted ones and the rest of a model's
+rollout: :mod:`~adapters.models.routing`), the store loaded into the registry
 (:mod:`~adapters.models.repository`), and a request's inputs checked against a signature
 (:mod:`~adapters.models.inputs`; a request of columns, :mod:`~adapters.models.columns`).
 

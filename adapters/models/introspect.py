@@ -47,14 +47,25 @@ def derive_signature(estimator: Any) -> Signature:
     Raises:
         ValueError: nothing says what the estimator takes, or it fails on the derived sample.
     """
+    sample = derived_sample(estimator)
+    if hasattr(sample, "columns"):
+        return infer_signature(estimator, sample)
+    return _checked(estimator, sample)
+
+
+def derived_sample(estimator: Any) -> Any:
+    """Two rows of what a fitted estimator saved without a sample takes, as far as it tells:
+    what its signature is derived from, and the sample stored for its warm-up.
+
+    Raises:
+        ValueError: nothing says what it takes, or (a column model) it fails on them.
+    """
     names = column_names(estimator)
     if names:
         kinds = _column_kinds(head(estimator), names)
-        frame = _sample_frame(estimator, names, kinds)
-        return infer_signature(estimator, frame)
+        return _sample_frame(estimator, names, kinds)
     if type(head(estimator)).__name__ in TEXT_VECTORIZERS:
-        sample = np.array(["a sample text", "another one"], dtype=np.object_)
-        return _checked(estimator, sample)
+        return np.array(["a sample text", "another one"], dtype=np.object_)
     n_features = getattr(estimator, "n_features_in_", None)
     if n_features is None:
         raise ValueError(
@@ -62,7 +73,7 @@ def derive_signature(estimator: Any) -> Signature:
             "of a pipeline, no n_features_in_): save it with a signature or a sample "
             "(python -m adapters.register --help)"
         )
-    return _checked(estimator, np.zeros((2, int(n_features)), dtype=np.float64))
+    return np.zeros((2, int(n_features)), dtype=np.float64)
 
 
 def _checked(estimator: Any, sample: Any) -> Signature:
@@ -82,6 +93,12 @@ def column_names(estimator: Any) -> list[str]:
         if names is not None and all(isinstance(n, str) for n in names):
             return [str(n) for n in names]
     return []
+
+
+def column_values(estimator: Any, names: list[str]) -> dict[str, Any]:
+    """Per column a value it accepts when that is not a number: the first known category of a
+    fitted encoder, ``"text"`` for a text column; ``None`` for a numeric one."""
+    return _column_kinds(head(estimator), names)
 
 
 def _column_kinds(first: Any, names: list[str]) -> dict[str, Any]:

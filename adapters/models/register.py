@@ -26,9 +26,19 @@ from pathlib import Path
 from typing import Any
 
 from adapters.models.folders import load_model_file, next_steps
-from adapters.models.introspect import column_names, derive_signature, final_estimator
+from adapters.models.introspect import (
+    column_names,
+    derive_signature,
+    derived_sample,
+    final_estimator,
+)
 from adapters.models.libraries import saved_with
-from adapters.models.signature import DEFAULT_INPUT_NAME, Signature, infer_signature
+from adapters.models.signature import (
+    DEFAULT_INPUT_NAME,
+    Signature,
+    encode_sample,
+    infer_signature,
+)
 
 LOWER_IS_BETTER = ("rmse", "mse", "mae", "loss", "error", "log_loss", "brier")
 
@@ -74,7 +84,9 @@ def save_estimator(
         name: the model name clients use (``/v2/models/<name>``).
         estimator: a fitted estimator or pipeline.
         sample: a few rows of valid input (array or DataFrame); without one the signature is
-            derived from the estimator, which fails clearly when it cannot be.
+            derived from the estimator, which fails clearly when it cannot be. Its first row (or
+            that of the sample the signature was derived from) is stored too: the version's
+            warm-up request.
         input_name: the input tensor's name (not for a DataFrame: its columns name the inputs).
         metrics: held-out metrics, shown in the model's metadata.
         select: the metric that decides ``best`` (``"auc"``, ``"rmse:min"``); its goal is
@@ -90,6 +102,9 @@ def save_estimator(
         "signature": signature.to_dict(),
         "estimator": type(final).__name__,
     }
+    warm = sample if sample is not None else derived_sample(estimator)  # derived: it ran on it
+    if (rows := encode_sample(signature, warm)) is not None:
+        stored["sample"] = rows  # the warm-up's input (adapters.execution.warmup)
     if hasattr(estimator, "steps"):
         stored["pipeline"] = ",".join(type(step).__name__ for _, step in estimator.steps)
     if hasattr(final, "classes_"):

@@ -9,6 +9,7 @@ aliases are computed from the store, never configured by hand:
   metrics where lower is better, e.g. rmse). Without one, ``best`` is ``latest``.
 
 Unversioned routes use the model's default (``OIP_DEFAULT_VERSION``, ``latest`` unless set).
+Configured weighted aliases (:mod:`adapters.models.routing`) pick a version per request.
 Reading the store is :mod:`adapters.models.repository`'s job; this module only resolves.
 """
 
@@ -21,6 +22,7 @@ from typing import Any
 
 from adapters.models.introspect import derive_signature, final_estimator
 from adapters.models.libraries import library_properties, load_stored
+from adapters.models.routing import Rollout, Split, draw, splits
 from adapters.models.signature import Signature
 from adapters.protocol.errors import ModelNotFound, VersionNotFound
 
@@ -38,6 +40,7 @@ class ModelVersion:
     properties: dict[str, str] = field(default_factory=dict)
     classes: tuple[str, ...] = ()  # class labels, by index (classification extension)
     features: tuple[str, ...] = ()  # feature names of a model whose input is one array
+    sample: dict[str, Any] | None = None  # stored input rows by input name: the warm-up's
 
     @property
     def tag(self) -> str:
@@ -63,6 +66,7 @@ class ModelVersion:
             estimator = estimator or type(final).__name__
         if classes:
             metadata.setdefault("classes", ",".join(classes))
+        sample = metadata.get("sample")
         estimator = estimator or info.module.rsplit(".", 1)[-1]
         return cls(
             name=stored.tag.name,
@@ -75,6 +79,7 @@ class ModelVersion:
             | libraries,
             classes=classes,
             features=tuple(str(f) for f in metadata.get("feature_names") or ()),
+            sample=sample if isinstance(sample, dict) else None,
         )
 
 
@@ -91,7 +96,7 @@ def _properties(
 ) -> dict[str, str]:
     """Flatten metadata (metrics, params, dataset, ...) into the string->string ``properties``."""
     props = {"bentoml_tag": tag, "created": created.isoformat()}
-    props.update(_flatten({k: v for k, v in metadata.items() if k != "signature"}))
+    props.update(_flatten({k: v for k, v in metadata.items() if k not in ("signature", "sample")}))
     props.update({f"label.{k}": str(v) for k, v in labels.items()})
     return props
 
@@ -107,9 +112,21 @@ def _flatten(value: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
 
 
 class ServedModel:
-    """All served versions of one model name, with the aliases resolved."""
+    """All served versions of one model name, with the aliases resolved.
 
-    def __init__(self, name: str, versions: Iterable[ModelVersion], *, default: str = "latest"):
+    Raises:
+        ValueError: no version, a weighted alias named like a version, or one reaching itself.
+        VersionNotFound: the default, the shadow or an alias target is no served version.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        versions: Iterable[ModelVersion],
+        *,
+        default: str = "latest",
+        rollout: Rollout | None = None,
+    ):
         ordered = sorted(versions, key=lambda v: v.created, reverse=True)
         if not ordered:
             raise ValueError(f"model '{name}' has no version in the BentoML store")
@@ -118,20 +135,61 @@ class ServedModel:
         scored = [v for v in ordered if v.score is not None]
         best = max(scored, key=lambda v: v.score or 0.0) if scored else ordered[0]
         self.aliases: dict[str, ModelVersion] = {"latest": ordered[0], "best": best}
-        self.default = self.resolve(default)
+        self.rollout = rollout or Rollout(default=default)
+        self.splits: dict[str, Split] = splits(self.rollout.aliases)
+        clash = [alias for alias in self.splits if alias in self.versions]
+        if clash:
+            raise ValueError(f"alias '{clash[0]}' of model '{name}' is also one of its versions")
+        for alias in self.splits:
+            self.targets(alias)
+        self.default = self.heaviest(self.rollout.default)
+        if self.rollout.shadow is not None:
+            self.targets(self.rollout.shadow)
 
-    def resolve(self, version: str | None) -> ModelVersion:
-        """A concrete version, an alias, or ``None`` for the default."""
-        if version is None:
-            return self.default
-        found = self.find(version)
+    def resolve(self, version: str | None, key: str | None = None) -> ModelVersion:
+        """A concrete version, an alias, or ``None`` for the default; a weighted alias picks by
+        ``key`` (a routing key), or at random without one."""
+        name = self.rollout.default if version is None else version
+        if name in self.splits:
+            point = draw(key)
+            while name in self.splits:
+                name, point = self.splits[name].pick(point)
+        return self._found(name)
+
+    def heaviest(self, version: str | None) -> ModelVersion:
+        """What a name stands for when no request picks: a weighted alias's heaviest target
+        (its metadata, readiness and stored predictions)."""
+        name = self.rollout.default if version is None else version
+        while name in self.splits:
+            name = self.splits[name].heaviest
+        return self._found(name)
+
+    def targets(self, version: str) -> list[ModelVersion]:
+        """Every version a name may resolve to (statistics of a weighted alias)."""
+        if version not in self.splits:
+            return [self._found(version)]
+        reached = [v for t in self.splits[version].targets for v in self.targets(t)]
+        return list({v.version: v for v in reached}.values())
+
+    def _found(self, name: str) -> ModelVersion:
+        found = self.find(name)
         if found is None:
-            raise VersionNotFound(self.name, version, served=[*self.aliases, *self.versions])
+            known = [*self.aliases, *self.splits, *self.versions]
+            raise VersionNotFound(self.name, name, served=known)
         return found
 
     def find(self, version: str) -> ModelVersion | None:
-        """A concrete version or an alias, ``None`` if there is no such one."""
+        """A concrete version or a computed alias, ``None`` if there is no such one."""
         return self.aliases.get(version) or self.versions.get(version)
+
+    def label(self, version: str | None) -> str:
+        """The metric label of what a request named: its version, a weighted alias's own name
+        (configured, so bounded), ``""`` for what does not exist."""
+        name = self.rollout.default if version is None else version
+        if name in self.splits:
+            return name
+        found = self.find(name)
+        return "" if found is None else found.version
 
     def aliases_of(self, version: ModelVersion) -> list[str]:
         return [alias for alias, target in self.aliases.items() if target is version]
@@ -159,8 +217,8 @@ class Registry:
                 ) from None
             raise ModelNotFound(name, served=sorted(self.models)) from None
 
-    def resolve(self, name: str, version: str | None) -> ModelVersion:
-        return self.model(name).resolve(version)
+    def resolve(self, name: str, version: str | None, key: str | None = None) -> ModelVersion:
+        return self.model(name).resolve(version, key)
 
     def labels(self, name: str, version: str | None) -> tuple[str, str]:
         """``(model, version)`` metric labels: the served name and the version it resolves to,
@@ -168,8 +226,7 @@ class Registry:
         model = self.models.get(name)
         if model is None:
             return "", ""
-        found = model.default if version is None else model.find(version)
-        return name, "" if found is None else found.version
+        return name, model.label(version)
 
     def all_versions(self) -> list[ModelVersion]:
         return [v for m in self.models.values() for v in m.versions.values()]

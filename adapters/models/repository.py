@@ -13,6 +13,11 @@ logged once, not on every poll). Unload forgets every version of the model. Poll
 
 Served from a Bento, only the versions the Bento carries are considered (``only``): a Bento
 serves what it was built with, and a load re-reads that set.
+
+Making a version ready is the executor's (:class:`Holder`): it loads the estimator and answers a
+warm-up request with it, in its placement, before the version is swapped in; a warm-up that fails
+makes the version UNAVAILABLE with the error. Each load also reads the model's
+:class:`~adapters.models.routing.Rollout` again (default, weighted aliases, shadow, logging).
 """
 
 from __future__ import annotations
@@ -25,11 +30,13 @@ from typing import Any, Generic, Protocol, TypeVar
 import anyio
 
 from adapters.models.registry import ModelVersion, Registry, ServedModel
+from adapters.models.routing import Rollout
 from adapters.models.signature import Signature
 from adapters.protocol.errors import BadRequest, ModelNotFound, VersionNotFound
 
 logger = logging.getLogger(__name__)
 READY, UNAVAILABLE, UNLOADED = "READY", "UNAVAILABLE", "UNLOADED"
+EVICTED = "evicted (OIP_MAX_LOADED_VERSIONS): loaded again on its next call"
 
 
 def stored_versions(name: str) -> list[Any]:
@@ -49,7 +56,8 @@ class Holder(Protocol):
     that the store's side never depends on where predict runs)."""
 
     def preload_sync(self, tags: Sequence[str]) -> dict[str, str]:
-        """Make these versions ready (at start-up); returns those that could not be, with why."""
+        """Make these versions ready (at start-up): load and warm up each (oldest first: under
+        a memory budget the newest stay loaded); returns those that could not be, with why."""
         ...
 
     async def preload(self, tags: Sequence[str]) -> dict[str, str]:
@@ -58,6 +66,11 @@ class Holder(Protocol):
 
     async def forget(self, tags: Sequence[str]) -> None:
         """These versions are no longer served: free their estimators."""
+        ...
+
+    def resident(self) -> Collection[str]:
+        """The served versions whose estimators are held now (the others were evicted under a
+        memory budget: still served, loaded again on their next call)."""
         ...
 
 
@@ -69,7 +82,8 @@ class Repository(Generic[H]):
 
     Args:
         names: the names the server may serve (``OIP_MODELS``).
-        default_version: the version or alias of a model's unversioned routes, by name.
+        rollout: by name, the model's :class:`Rollout` (read again on every load), or just the
+            version or alias of its unversioned routes.
         executors: each name's executor, told which versions to have ready.
         only: the tags to consider (a Bento's), or ``None`` for the whole store.
         signatures: per model name, a signature overriding the stored or derived one.
@@ -78,14 +92,14 @@ class Repository(Generic[H]):
     def __init__(
         self,
         names: Collection[str],
-        default_version: Callable[[str], str],
+        rollout: Callable[[str], Rollout | str],
         executors: Mapping[str, H],
         *,
         only: Collection[str] | None = None,
         signatures: Mapping[str, Signature] | None = None,
     ) -> None:
         self.names = tuple(names)
-        self.default_version = default_version
+        self.rollout = rollout
         self.executors = executors
         self.only = only
         self.signatures = signatures or {}
@@ -94,6 +108,7 @@ class Repository(Generic[H]):
         self._read: dict[str, ModelVersion] = {}  # tag -> version: successes only
         self._logged: dict[str, str] = {}  # tag (or polled name) -> the failure last logged
         self._lock = asyncio.Lock()
+        self.warmed: Callable[[ModelVersion], None] = lambda version: None  # each new ready one
 
     def scan(self, name: str) -> list[ModelVersion]:
         """The describable versions of ``name`` in the store; the others go to ``unavailable``.
@@ -144,7 +159,10 @@ class Repository(Generic[H]):
                 f"model '{name}' has no servable version in the BentoML store"
                 + (f" ({reasons})" if reasons else "; train it first (python train.py)")
             )
-        return ServedModel(name, ready, default=self.default_version(name))
+        rollout = self.rollout(name)
+        if isinstance(rollout, str):
+            rollout = Rollout(default=rollout)
+        return ServedModel(name, ready, rollout=rollout)
 
     def open(self, name: str) -> ServedModel:
         """A :class:`ServedModel` of every describable stored version of ``name`` (no estimator
@@ -159,8 +177,10 @@ class Repository(Generic[H]):
         """Load every servable name at start-up, failing on the first that cannot be served."""
         for name in self.names:
             versions = self.scan(name)
-            failed = self.executors[name].preload_sync([v.tag for v in versions])
-            self.registry.models[name] = self._served(name, versions, failed)
+            failed = self.executors[name].preload_sync(_oldest_first(versions))
+            model = self.registry.models[name] = self._served(name, versions, failed)
+            for version in model.versions.values():
+                self.warmed(version)
 
     async def load(self, name: str) -> ServedModel:
         """(Re)load ``name`` from the store: new versions become servable, aliases move, and
@@ -174,7 +194,7 @@ class Repository(Generic[H]):
                 versions = await anyio.to_thread.run_sync(self.scan, name)
             except Exception as exc:
                 raise BadRequest(f"model '{name}' could not be loaded: {_text(exc)}") from None
-            failed = await executor.preload([v.tag for v in versions])
+            failed = await executor.preload(_oldest_first(versions))
             try:
                 model = self._served(name, versions, failed)
             except (ValueError, VersionNotFound) as exc:  # the old model stays
@@ -183,6 +203,9 @@ class Repository(Generic[H]):
             self.registry.models[name] = model
             self.registry.unloaded.discard(name)
             await executor.forget([t for t in kept if t not in _tags(model)])
+            for version in model.versions.values():
+                if version.tag not in kept:
+                    self.warmed(version)
         return model
 
     async def unload(self, name: str) -> None:
@@ -213,19 +236,40 @@ class Repository(Generic[H]):
                         self._logged[name] = repr(exc)
                         logger.exception("polling the store for '%s' failed", name)
 
-    def index(self, *, ready_only: bool = False) -> list[dict[str, str]]:
-        """Every servable name x stored version: READY, UNAVAILABLE (with why) or UNLOADED."""
+    def index(self, *, ready_only: bool = False) -> list[dict[str, Any]]:
+        """Every servable name x stored version: READY, UNAVAILABLE (with why) or UNLOADED, and
+        whether its estimator is ``loaded`` (a READY version evicted under a memory budget is
+        not, and says so in ``reason``)."""
         entries = []
         for name in self.names:
             loaded = self.registry.models.get(name)
             if loaded is not None:
-                entries += [_entry(name, v, READY, "") for v in loaded.versions]
+                held = self.executors[name].resident()
+                entries += [
+                    _entry(name, v.version, READY, "" if v.tag in held else EVICTED)
+                    for v in loaded.versions.values()
+                ]
                 reasons = self.unavailable.get(name, {})
                 entries += [_entry(name, v, UNAVAILABLE, r) for v, r in reasons.items()]
             else:
                 why = "unloaded" if name in self.registry.unloaded else "not loaded"
                 entries += [_entry(name, m.tag.version, UNLOADED, why) for m in self._stored(name)]
         return [e for e in entries if e["state"] == READY] if ready_only else entries
+
+    def describe(self, tag: str) -> ModelVersion | None:
+        """The stored version ``tag`` as this repository reads it (with a configured signature),
+        ``None`` if it cannot be described: what its warm-up request is built from."""
+        known = self._read.get(tag)
+        if known is not None:
+            return known
+        import bentoml
+
+        name = tag.split(":")[0]
+        try:
+            stored = bentoml.models.get(tag)
+            return ModelVersion.from_stored(stored, signature=self.signatures.get(name))
+        except Exception:  # gone or unreadable: the load that needs it says why
+            return None
 
     def _stored(self, name: str) -> list[Any]:
         """The stored versions of ``name`` this repository considers (a Bento's only)."""
@@ -236,8 +280,13 @@ class Repository(Generic[H]):
             raise ModelNotFound(name, served=self.names, why="not in OIP_MODELS")
 
 
-def _entry(name: str, version: str, state: str, reason: str) -> dict[str, str]:
-    return {"name": name, "version": version, "state": state, "reason": reason}
+def _entry(name: str, version: str, state: str, reason: str) -> dict[str, Any]:
+    loaded = state == READY and reason != EVICTED
+    return {"name": name, "version": version, "state": state, "reason": reason, "loaded": loaded}
+
+
+def _oldest_first(versions: Sequence[ModelVersion]) -> list[str]:
+    return [v.tag for v in sorted(versions, key=lambda v: v.created)]
 
 
 def _tags(model: ServedModel) -> list[str]:

@@ -26,6 +26,8 @@ specified all outputs produced by the model will be returned"), so the metadata 
 agree."""
 
 DEFAULT_INPUT_NAME = "input-0"
+SAMPLE_ROWS = 1
+"""Rows of a sample stored with a version (``metadata["sample"]``): its warm-up request's input."""
 
 
 @dataclass(frozen=True)
@@ -119,3 +121,25 @@ def infer_signature(
 def _column_datatype(column: Any) -> Datatype:
     values = np.asarray(column)
     return Datatype.BYTES if values.dtype.kind in "OUS" else datatype_of(values)
+
+
+def encode_sample(signature: Signature, sample: Any) -> dict[str, list[Any]] | None:
+    """The first row of ``sample`` by input name, as lists a model's metadata can hold;
+    ``None`` when it cannot be written so (the warm-up then derives one)."""
+    try:
+        if signature.frame:
+            columns = {spec.name: sample[spec.name] for spec in signature.inputs}
+        else:
+            (spec,) = signature.inputs
+            columns = {spec.name: sample}
+        encoded = {
+            name: np.asarray(values)[:SAMPLE_ROWS].tolist() for name, values in columns.items()
+        }
+    except (KeyError, TypeError, ValueError):
+        return None
+    plain = all(_plain(v) for values in encoded.values() for v in np.ravel(values).tolist())
+    return encoded if plain else None
+
+
+def _plain(value: Any) -> bool:
+    return isinstance(value, str | int | float | bool)

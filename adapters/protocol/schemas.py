@@ -145,12 +145,14 @@ class RepositoryIndexRequest(V2Model):
 
 class RepositoryModel(V2Model):
     """One model version in the repository index; ``state`` is READY, UNAVAILABLE or UNLOADED,
-    ``reason`` says why a version is not READY."""
+    ``reason`` says why a version is not READY (or, READY, that it was evicted); ``loaded``
+    (not V2) whether its estimator is held now."""
 
     name: str
     version: str
     state: str
     reason: str
+    loaded: bool | None = None
 
 
 class StatDuration(V2Model):
