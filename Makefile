@@ -96,3 +96,6 @@ rolling-restart: venv   ## restart every replica of the cluster in turn, each dr
 
 cluster-stop: venv   ## stop HAProxy and every replica of the cluster
 	$(BIN)/python -m deploy.cluster down
+
+capacity: venv       ## one replica pinned to one core, wrk on another: req/s, p99, memory per payload (~8 min; CAPACITY_ARGS=--quick); results/capacity/
+	$(BIN)/python bench/capacity.py $(CAPACITY_ARGS)

@@ -90,6 +90,11 @@ def test_a_rolling_restart_under_load_drops_no_request(
     summary = wrk_summary(output)
     rate_before = (restart_counted - first["req_tot"]) / (restart_start - start)
     rate_during = (done_counted - restart_counted) / (done - restart_start)
+    print(  # the figures docs/scaling.md quotes (pytest -s, or -rP)
+        f"rolling restart: {rate_before:,.0f} req/s before, {rate_during:,.0f} during "
+        f"({done - restart_start:.0f} s); {summary['requests']:,} requests; turns "
+        + ", ".join(f"{t.name} stop {t.stop_s:.1f} s start {t.start_s:.1f} s" for t in turns)
+    )
 
     assert [t.name for t in turns] == ["r1", "r2", "r3"]
     for turn in turns:  # every replica's process replaced, the old one gone
