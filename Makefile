@@ -8,7 +8,7 @@ PORT   ?= 3000
 BENTO  ?= oip-sklearn:latest
 BACKEND ?= $(or $(BENTOML_CONTAINERIZE_BACKEND),docker)
 
-.PHONY: venv train train-if-empty serve score test test-fast fuzz lint format docs bento container bench load soak audit clean proto
+.PHONY: venv train train-if-empty serve score test test-fast fuzz lint format docs bento container bench load soak audit clean proto haproxy cluster rolling-restart cluster-stop capacity
 
 venv: $(VENV)/.installed
 
@@ -47,7 +47,7 @@ fuzz: venv           ## schemathesis on every V2 route, both placements side by 
 lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy adapters service.py train.py score.py liveserver.py
+	$(BIN)/mypy adapters service.py train.py score.py liveserver.py deploy/cluster
 	$(BIN)/lint-imports  # the layers of adapters/ (pyproject.toml, docs/architecture.md)
 
 format: venv
@@ -83,3 +83,20 @@ proto: venv          ## regenerate adapters/grpc/generated/*_pb2*.py from its pr
 	cd adapters/grpc/generated && ../../../$(BIN)/python -m grpc_tools.protoc -I proto --python_out=. --pyi_out=. \
 		--grpc_python_out=. proto/grpc_service.proto proto/model_config.proto proto/health.proto
 	sed -i 's/^import model_config_pb2 as/from . import model_config_pb2 as/; s/^import grpc_service_pb2 as/from . import grpc_service_pb2 as/; s/^import health_pb2 as/from . import health_pb2 as/' adapters/grpc/generated/*_pb2*.py
+
+haproxy:             # Debian's HAProxy, installed when missing (make cluster balances with it)
+	@command -v haproxy >/dev/null 2>&1 || test -x /usr/sbin/haproxy || { \
+		echo "make: installing haproxy (apt-get) ..."; export DEBIAN_FRONTEND=noninteractive; \
+		apt-get install -y -qq haproxy || { apt-get update -qq && apt-get install -y -qq haproxy; }; }
+
+cluster: train-if-empty haproxy   ## REPLICAS (3) replicas behind HAProxy on LB_PORT (8080), gRPC on LB_GRPC_PORT (8081); returns when all are ready
+	$(BIN)/python -m deploy.cluster up --replicas $(or $(REPLICAS),3) --lb-port $(or $(LB_PORT),8080) --lb-grpc-port $(or $(LB_GRPC_PORT),8081)
+
+rolling-restart: venv   ## restart every replica of the cluster in turn, each drained first; returns when the last is UP again
+	$(BIN)/python -m deploy.cluster rolling-restart
+
+cluster-stop: venv   ## stop HAProxy and every replica of the cluster
+	$(BIN)/python -m deploy.cluster down
+
+capacity: venv       ## one replica pinned to one core, wrk on another: req/s, p99, memory per payload (~8 min; CAPACITY_ARGS=--quick); results/capacity/
+	$(BIN)/python bench/capacity.py $(CAPACITY_ARGS)

@@ -207,6 +207,20 @@ def serve_gateway(
     )
 
 
+def own_home(store: Path, home: Path) -> Path:
+    """``home`` made a BENTOML_HOME for one server whose models and Bentos are ``store``'s.
+
+    BentoML keeps its Prometheus files under BENTOML_HOME and empties them when a server starts:
+    servers sharing one home would wipe each other's ``/metrics``.
+    """
+    home.mkdir(parents=True, exist_ok=True)
+    for name in ("models", "bentos"):
+        (store / name).mkdir(parents=True, exist_ok=True)
+        if not (home / name).exists():
+            (home / name).symlink_to(store / name, target_is_directory=True)
+    return home
+
+
 def _descendants(pid: int) -> list[psutil.Process]:
     """Live descendants of ``pid`` (psutil remembers each one's start time: no pid-reuse kills)."""
     try:
@@ -251,14 +265,52 @@ def stop(proc: subprocess.Popen[bytes], grace_s: float = 15.0) -> None:
         os.killpg(proc.pid, signal.SIGTERM)
     with suppress(subprocess.TimeoutExpired):
         proc.wait(timeout=grace_s)
+    _kill_rest(proc.pid, tree)
+    with suppress(subprocess.TimeoutExpired):
+        proc.wait(timeout=5.0)
+
+
+def _kill_rest(group: int, tree: list[psutil.Process]) -> None:
+    """SIGKILL what is left of a process group and of a listed tree, and wait for it."""
     with suppress(ProcessLookupError, PermissionError):
-        os.killpg(proc.pid, signal.SIGKILL)
+        os.killpg(group, signal.SIGKILL)
     for child in tree:
         with suppress(psutil.NoSuchProcess, psutil.AccessDenied):
             child.kill()  # psutil checks the pid still names the same process
     _wait_gone(tree, timeout_s=5.0)
-    with suppress(subprocess.TimeoutExpired):
-        proc.wait(timeout=5.0)
+
+
+def terminate(
+    pid: int, *, started: float | None = None, grace_s: float = 15.0, group: bool = True
+) -> float:
+    """:func:`stop` for a server launched by another process (a pid from a state file):
+    SIGTERM its group (``group``) or the leader alone (which then stops its workers its own
+    way: ``bentoml serve`` drains, ``adapters/bento/drain.py``), wait up to ``grace_s``, then
+    SIGKILL whatever is left. Returns the seconds the leader took to exit.
+
+    ``started`` is the leader's start time as psutil gave it at launch: a pid that names
+    another process by now is left alone.
+    """
+    begun = time.monotonic()
+    if pid <= 0:
+        return 0.0
+    try:
+        leader = psutil.Process(pid)
+        if started is not None and abs(leader.create_time() - started) > 0.01:
+            return 0.0
+    except psutil.NoSuchProcess:
+        return 0.0
+    tree = _descendants(pid)
+    with suppress(ProcessLookupError, PermissionError):
+        if group:
+            os.killpg(pid, signal.SIGTERM)
+        else:
+            leader.terminate()
+    with suppress(psutil.TimeoutExpired):
+        leader.wait(timeout=grace_s)  # reaps it when it is this process's child
+    took = time.monotonic() - begun
+    _kill_rest(pid, [leader, *tree])
+    return took
 
 
 def tree_memory_mib(pid: int) -> TreeMemory:

@@ -30,6 +30,7 @@ import argparse
 import gc
 import sys
 import time
+from collections import Counter
 from collections.abc import Generator
 from contextlib import ExitStack, closing
 from typing import Any, TextIO
@@ -64,6 +65,7 @@ class Run:
         self.start = time.perf_counter()
         self.rows = 0  # committed
         self.target = ""  # model:version -> table (database), once known
+        self.nodes: Counter[str] = Counter()  # --engine ray: rows scored, by Ray node id
 
     @property
     def seconds(self) -> float:
@@ -122,7 +124,7 @@ def score(args: argparse.Namespace, run: Run) -> None:
         if args.engine == "ray":
             chunks = ray_chunks(
                 args.input, resolved=resolved, estimator=estimator, plan=plan, specs=specs,
-                chunk_rows=args.chunk_rows, workers=args.ray_workers,
+                chunk_rows=args.chunk_rows, workers=args.ray_workers, nodes=run.nodes,
             )  # fmt: skip
         else:
             chunks = local_chunks(args, resolved, estimator, plan, specs, connection)
@@ -216,6 +218,9 @@ def main(argv: list[str] | None = None) -> int:
             f"{run.target}: {done} {run.rows:,} rows in {run.seconds:.2f} s "
             f"({run.rate:,.0f} rows/s)"
         )
+    if run.nodes:  # which Ray nodes did the work (a cluster's: RAY_ADDRESS)
+        counts = ", ".join(f"{node[:8]} {rows:,}" for node, rows in sorted(run.nodes.items()))
+        print(f"ray: rows scored by node: {counts}")
     return code
 
 

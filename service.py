@@ -16,6 +16,7 @@ from adapters.bento import (
     RUNNER_CONNECTION,
     GatewayService,
     collections_paused,
+    drain,
     read_yaml_with_libyaml,
     removed_at_exit,
     require,
@@ -37,6 +38,7 @@ except ConfigError as exc:
 if PLANNING:
     require()  # the upstream internals the protections rely on (adapters/bento/seams.py)
     removed_at_exit()  # the runner workers' shared directory (adapters/bento/runners.py)
+    drain.install(settings.drain_delay_s)  # SIGTERM: not ready, serve, then stop (bento/drain.py)
 app = build_app()
 # BentoML's own timeout is a backstop one second past the V2 deadline, so that the V2 routes
 # answer their own 504 (with their metric) whether or not the fast lane is on.
@@ -69,6 +71,7 @@ class ModelRunner:
     """Runs predict for the models placed on the runner; concurrent calls merge into batches."""
 
     def __init__(self) -> None:
+        drain.close_inherited_listeners()  # the gateway's socket: refused once it stops
         with collections_paused():
             self.worker = runner_worker(settings, bento=service_of(ModelRunner).bento)
 
@@ -146,11 +149,12 @@ class Gateway:
             )
         if settings.poll_interval_s:
             self.dataplane.repository.start_polling(settings.poll_interval_s)
+        drain.on_signal(self.dataplane.drain)
 
     @bentoml.on_shutdown
     async def stop_grpc(self) -> None:
         if self.grpc is not None:
-            await self.grpc.stop(grace=5)
+            await self.grpc.stop(grace=settings.limits.request_timeout_s)  # what it holds
         await self.dataplane.close()  # shadow runs under way, the inference log written out
 
 

@@ -7,6 +7,7 @@ import json
 import re
 import subprocess
 import sys
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -91,11 +92,14 @@ def _run(argv: list[str], timeout_s: float) -> tuple[int, str]:
     return proc.returncode, proc.stdout + proc.stderr
 
 
-def run_wrk(url: str, script: Path, connections: int, duration_s: float) -> LoadResult:
-    """wrk for `duration_s`, threads = min(2, connections), 10 s request timeout."""
+def run_wrk(
+    url: str, script: Path, connections: int, duration_s: float, prefix: Sequence[str] = ()
+) -> LoadResult:
+    """wrk for `duration_s`, threads = min(2, connections), 10 s request timeout; `prefix`
+    runs it under another command (`taskset -c 1`)."""
     threads = min(2, connections)
     opts = f"-t{threads} -c{connections} -d{duration_s:g}s --timeout 10s --latency"
-    argv = ["wrk", *opts.split(), "-s", str(script), url]
+    argv = [*prefix, "wrk", *opts.split(), "-s", str(script), url]
     code, out = _run(argv, timeout_s=duration_s + 30)
     res = LoadResult("wrk", connections, duration_s, raw=out)
     line = next((ln for ln in out.splitlines() if ln.startswith("BENCHJSON ")), None)

@@ -26,7 +26,13 @@
 #      unknown or misplaced fields and wrong types, but not the CRD's own
 #      value constraints (enums, minimums) beyond the checks listed in
 #      kserve_rules() below.
-#   7. Project rules on both manifests (ports, probes, non-root, V2 protocol).
+#   7. Project rules on both manifests (ports, probes, non-root, V2 protocol), and
+#      on scaling: the HorizontalPodAutoscaler targets the Deployment on the
+#      in-flight metric the server exports and the Prometheus adapter's rule
+#      (deploy/prometheus-adapter-values.yaml) serves; the PodDisruptionBudget and
+#      the topology spread select the Deployment's pods; the grace period covers
+#      preStop + OIP_DRAIN_DELAY_S + OIP_REQUEST_TIMEOUT_S, and the readiness
+#      probe notices a drain within OIP_DRAIN_DELAY_S (docs/scaling.md).
 #   8. shellcheck on scripts/*.sh.
 set -euo pipefail
 
@@ -50,6 +56,8 @@ KSERVE_SDK_PKG="kserve==0.21.0"
 WORKFLOWS=(.github/workflows/*.yml)
 K8S_MANIFEST="deploy/kubernetes.yaml"
 KSERVE_MANIFEST="deploy/kserve-inferenceservice.yaml"
+ADAPTER_VALUES="deploy/prometheus-adapter-values.yaml"
+INFLIGHT_SOURCE="adapters/dataplane/inflight.py"
 
 if [ ! -x "$VENV/bin/python" ]; then
   echo "validate-ci: no virtualenv at $VENV (run 'make venv' first, or set VENV)" >&2
@@ -131,7 +139,8 @@ precommit_config() {
 }
 
 manifests() {
-  "$PY" - "$K8S_MANIFEST" "$KSERVE_MANIFEST" "$KSERVE_WHEEL" "$KUBE_VERSIONS" <<'PY'
+  "$PY" - "$K8S_MANIFEST" "$KSERVE_MANIFEST" "$KSERVE_WHEEL" "$KUBE_VERSIONS" \
+    "$ADAPTER_VALUES" "$INFLIGHT_SOURCE" <<'PY'
 """Offline schema and rule checks for the deploy/ manifests."""
 
 import ast
@@ -147,6 +156,7 @@ from kubernetes_validate import utils as kv_utils
 from referencing import Registry, Resource
 
 K8S_MANIFEST, KSERVE_MANIFEST, KSERVE_WHEEL, KUBE_VERSIONS = sys.argv[1:5]
+ADAPTER_VALUES, INFLIGHT_SOURCE = sys.argv[5:7]
 VERSIONS = KUBE_VERSIONS.split()
 errors: list[str] = []
 
@@ -399,6 +409,66 @@ def project_rules(container: dict, pod_security: dict, where: str, want_port: in
         fail(f"{where} resources", "no resource limits")
 
 
+def scaling_rules(docs: list[dict], where: str) -> None:
+    """The autoscaler, the disruption budget, the spread and the drain fit together."""
+    by_kind = {d.get("kind"): d for d in docs}
+    deployment = by_kind.get("Deployment") or {}
+    name = (deployment.get("metadata") or {}).get("name")
+    template = (deployment.get("spec") or {}).get("template") or {}
+    labels = (template.get("metadata") or {}).get("labels") or {}
+    pod = template.get("spec") or {}
+
+    def selects(selector: dict, what: str) -> None:
+        wanted = (selector or {}).get("matchLabels") or {}
+        if not wanted or any(labels.get(k) != v for k, v in wanted.items()):
+            fail(f"{where} {what}", f"selects {wanted}, not the Deployment's pods {labels}")
+
+    hpa = by_kind.get("HorizontalPodAutoscaler")
+    if hpa is None:
+        fail(where, "no HorizontalPodAutoscaler")
+    else:
+        spec = hpa.get("spec") or {}
+        target = spec.get("scaleTargetRef") or {}
+        if (target.get("apiVersion"), target.get("kind"), target.get("name")) != ("apps/v1", "Deployment", name):
+            fail(f"{where} {kn(hpa)}", f"scales {target}, not Deployment/{name}")
+        if int(spec.get("minReplicas") or 1) < 2:
+            fail(f"{where} {kn(hpa)}", "minReplicas under 2: one replica cannot restart without a gap")
+        metrics = [(m.get("pods") or {}).get("metric", {}).get("name") for m in spec.get("metrics") or [] if m.get("type") == "Pods"]
+        exported = re.findall(r'name="(\w+)"', open(INFLIGHT_SOURCE, encoding="utf-8").read())
+        rules = (load(ADAPTER_VALUES)[0].get("rules") or {}).get("custom") or []
+        served = {(r.get("name") or {}).get("as") for r in rules}
+        if metrics != ["oip_requests_in_flight"] or metrics[0] not in exported:
+            fail(f"{where} {kn(hpa)}", f"scales on {metrics}, not the in-flight gauge {INFLIGHT_SOURCE} exports {exported}")
+        elif metrics[0] not in served:
+            fail(f"{where} {kn(hpa)}", f"{metrics[0]} is no metric of the adapter's rules in {ADAPTER_VALUES} ({served})")
+        if "replicas" in (deployment.get("spec") or {}):
+            fail(f"{where} {kn(deployment)}", "spec.replicas set: every apply would undo the autoscaler")
+    pdb = by_kind.get("PodDisruptionBudget")
+    if pdb is None:
+        fail(where, "no PodDisruptionBudget")
+    else:
+        selects((pdb.get("spec") or {}).get("selector"), kn(pdb))
+    spread = pod.get("topologySpreadConstraints") or []
+    if not any(c.get("topologyKey") == "kubernetes.io/hostname" for c in spread):
+        fail(f"{where} {kn(deployment)}", "no topology spread over nodes")
+    for i, constraint in enumerate(spread):
+        selects(constraint.get("labelSelector"), f"{kn(deployment)} topologySpreadConstraints[{i}]")
+    for c in pod.get("containers") or []:
+        env = env_map(c)
+        drain = float(env.get("OIP_DRAIN_DELAY_S") or 0)
+        held = float(env.get("OIP_REQUEST_TIMEOUT_S") or 60)
+        pre_stop = ((c.get("lifecycle") or {}).get("preStop") or {}).get("sleep", {}).get("seconds")
+        if not pre_stop:
+            fail(f"{where} {c.get('name')}", "no preStop sleep: endpoints may still route to a stopping pod")
+        grace = pod.get("terminationGracePeriodSeconds", 30)
+        if grace < (pre_stop or 0) + drain + held:
+            fail(f"{where} {c.get('name')}", f"terminationGracePeriodSeconds {grace} < preStop {pre_stop} + drain {drain:g} + request timeout {held:g}")
+        probe = c.get("readinessProbe") or {}
+        noticed = probe.get("periodSeconds", 10) * probe.get("failureThreshold", 3)
+        if drain < noticed:
+            fail(f"{where} {c.get('name')}", f"OIP_DRAIN_DELAY_S {drain:g} < readiness period x failures {noticed}: a drain goes unnoticed")
+
+
 def main() -> int:
     # 5. Plain Kubernetes manifest.
     check_kubernetes_manifest(K8S_MANIFEST)
@@ -408,8 +478,9 @@ def main() -> int:
             pod = doc["spec"]["template"]["spec"]
             for c in pod["containers"]:
                 project_rules(c, pod.get("securityContext") or {}, f"{K8S_MANIFEST} {kn(doc)}", 3000)
+    scaling_rules(load(K8S_MANIFEST), K8S_MANIFEST)
     if len(errors) == before:
-        print(f"ok   {K8S_MANIFEST} project rules")
+        print(f"ok   {K8S_MANIFEST} project rules (scaling: autoscaler, disruption budget, drain)")
 
     # 6. KServe InferenceService.
     models = kserve_models(KSERVE_WHEEL)
@@ -450,7 +521,8 @@ shellcheck_scripts() {
   "$VENV/bin/shellcheck" scripts/*.sh && echo "ok   shellcheck found no problems"
 }
 
-check "YAML syntax" yaml_syntax "${WORKFLOWS[@]}" "$K8S_MANIFEST" "$KSERVE_MANIFEST" .pre-commit-config.yaml
+check "YAML syntax" yaml_syntax "${WORKFLOWS[@]}" "$K8S_MANIFEST" "$KSERVE_MANIFEST" "$ADAPTER_VALUES" \
+  .pre-commit-config.yaml
 check "actionlint (+ shellcheck) on ${WORKFLOWS[*]}" actionlint_workflows "${WORKFLOWS[@]}"
 check "GitHub workflow JSON schema" workflow_schema "${WORKFLOWS[@]}"
 check "pre-commit config" precommit_config

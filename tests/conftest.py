@@ -159,13 +159,7 @@ def own_home(home: Path, log: Path) -> Path:
     BentoML keeps its Prometheus files under BENTOML_HOME and empties them when a server starts:
     servers sharing one home would wipe each other's ``/metrics`` (the batching tests read them).
     """
-    own = log.parent / f"{log.stem}.bentoml-home"
-    own.mkdir(parents=True, exist_ok=True)
-    for name in ("models", "bentos"):
-        (home / name).mkdir(parents=True, exist_ok=True)
-        if not (own / name).exists():
-            (own / name).symlink_to(home / name, target_is_directory=True)
-    return own
+    return liveserver.own_home(home, log.parent / f"{log.stem}.bentoml-home")
 
 
 def port_taken(log: Path) -> bool:

@@ -4,13 +4,15 @@ Ray's own failure). Its end-to-end runs are in test_score.py, beside the local e
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 
+import numpy as np
 import pytest
 from ray.exceptions import RayTaskError
 
 import score
-from adapters.batch.ray import EngineFailed, _reading_fault, default_workers
+from adapters.batch.ray import EngineFailed, _count, _reading_fault, actor_cpus, default_workers
 from adapters.batch.readers import MalformedInput, Plan
 from adapters.models.signature import Signature, TensorSpec
 from adapters.protocol.schemas import Datatype
@@ -59,6 +61,33 @@ def test_a_sql_input_and_workers_without_ray_are_refused_before_ray_starts(
 @pytest.mark.parametrize(("cpus", "workers"), [(0.5, 1), (1, 1), (2, 2), (2.5, 2), (64, 64)])
 def test_one_actor_per_cpu(cpus: float, workers: int) -> None:
     assert default_workers(cpus) == workers
+
+
+@pytest.mark.parametrize(
+    ("nodes", "actors", "share"),
+    [
+        ([2], 2, 0.5),  # one node of 2 CPUs: a CPU for the actors, one for the reads
+        ([1, 1], 2, 0.0),  # two of 1 CPU, an actor on each: a read would find no whole CPU
+        ([4, 4], 8, 0.75),  # 4 actors a node, 3 CPUs for them
+        ([8], 2, 1.0),  # never more than one CPU an actor
+        ([1], 1, 0.0),
+    ],
+)
+def test_actors_leave_a_cpu_on_every_node_for_the_reads(
+    nodes: list[float], actors: int, share: float
+) -> None:
+    assert actor_cpus(nodes, actors) == share
+
+
+def test_the_rows_of_each_node_are_counted_across_batches() -> None:
+    """A batch's first row names its node; a batch the driver cut otherwise still counts
+    each row once, for the node that scored it."""
+    nodes: Counter[str] = Counter()
+    column = np.array(["a", None, None, "b", None], dtype=object)
+    assert _count(nodes, column, "") == "b"
+    assert _count(nodes, np.array([None, None], dtype=object), "b") == "b"  # b's, continued
+    assert _count(nodes, np.array(["a"], dtype=object), "b") == "a"
+    assert nodes == {"a": 4, "b": 4}
 
 
 def failed(cause: Exception) -> RayTaskError:

@@ -12,7 +12,10 @@ from Ray's object store (``ray.put`` by the driver, which loaded it from its Ben
 cluster's workers need the packages of ``requirements-ray.txt``, not the store; the
 ``adapters`` package reaches them from the driver (``py_modules``, :func:`ray_session`). The
 database is written by the driver only, one transaction per batch of ``--chunk-rows`` rows, so
-upserts, resuming and the count of rows committed before an error are the local engine's.
+upserts, resuming and the count of rows committed before an error are the local engine's. The
+actors are spread over the cluster's nodes (Ray Data's ``SPREAD``, each leaving a CPU per node
+to the read tasks: :func:`actor_cpus`), and each batch says which node scored it (``_NODE``, on
+its first row only): the driver counts the rows of each node.
 
 Row numbers: the batches reach the driver in input order (``preserve_order``), and an actor
 does not raise on a bad row but returns the fault in its batch (``_ERROR``, at the row's place),
@@ -25,8 +28,10 @@ would have.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import warnings
+from collections import Counter
 from collections.abc import Generator, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -42,6 +47,7 @@ from adapters.models.registry import ModelVersion
 from adapters.models.signature import TensorSpec
 
 _ERROR, _ERROR_ROWS = "_error", "_error_rows"  # a batch's fault: its text, how many rows
+_NODE = "_node"  # the Ray node that scored the batch, on its first row (None on the others)
 PACKAGE = str(Path(__file__).parents[1])  # the adapters package, sent to every worker (py_modules)
 
 
@@ -65,12 +71,15 @@ class _Scorer:
         import ray
 
         self.job, self.estimator = job, ray.get(model[0])  # in a list: Ray passes it as is
+        self.node = ray.get_runtime_context().get_node_id()
 
     def __call__(self, frame: pd.DataFrame) -> dict[str, Any]:
         job, n = self.job, len(frame)
         names = ["key", *(s.name for s in job.specs)]
         batch: dict[str, Any] = {_ERROR: np.full(n, None, dtype=object)}
         batch[_ERROR_ROWS] = np.zeros(n, dtype=np.int64)
+        batch[_NODE] = np.full(n, None, dtype=object)
+        batch[_NODE][0] = self.node
         try:
             columns = predicted(
                 job.resolved, self.estimator, job.plan, job.specs, frame.reset_index(drop=True),
@@ -94,6 +103,21 @@ def default_workers(cpus: float) -> int:
     return max(1, int(cpus))
 
 
+def actor_cpus(node_cpus: list[float], size: int) -> float:
+    """The CPU share each of ``size`` actors reserves: at most one, and once they are spread
+    over the nodes (as evenly as SPREAD puts them), one CPU left on every node for Ray Data's
+    read tasks, which take a whole one. On one node of 2 CPUs, 2 actors take 0.5 each; on two
+    nodes of 1 CPU, none is left to share: they reserve nothing (else no read could run)."""
+    per_node = math.ceil(size / len(node_cpus))
+    return max(0.0, min(1.0, (min(node_cpus) - 1) / per_node))
+
+
+def _node_cpus(nodes: list[dict[str, Any]]) -> list[float]:
+    """The CPUs of each live node of ``ray.nodes()`` that has any."""
+    cpus = [float(n.get("Resources", {}).get("CPU", 0)) for n in nodes if n.get("Alive")]
+    return [c for c in cpus if c > 0]
+
+
 def ray_chunks(
     source: str,
     *,
@@ -103,9 +127,11 @@ def ray_chunks(
     specs: list[TensorSpec],
     chunk_rows: int,
     workers: int | None,
+    nodes: Counter[str] | None = None,
 ) -> Generator[Columns]:
     """The input's key and output columns, in batches of ``chunk_rows`` rows in input order,
-    predicted by ``workers`` Ray actors (default: :func:`default_workers` of the cluster's).
+    predicted by ``workers`` Ray actors (default: :func:`default_workers` of the cluster's),
+    spread over its nodes; ``nodes`` counts the rows each node scored, by node id.
 
     Ray is the caller's when it is already initialised; else this connects to ``RAY_ADDRESS``
     when set, or starts a local Ray on this machine's CPUs, and stops or leaves it at the end.
@@ -132,6 +158,7 @@ def ray_chunks(
         resources: dict[str, float] = ray.cluster_resources()  # type: ignore[no-untyped-call]
         cpus = float(resources.get("CPU", 1))
         size = workers or default_workers(cpus)
+        nodes_cpus = _node_cpus(ray.nodes())  # type: ignore[no-untyped-call]
         model = ray.put(estimator)
         names = ["key", *(s.name for s in specs)]
         chunks = _read(source, plan).repartition(target_num_rows_per_block=chunk_rows, strict=True)
@@ -141,9 +168,11 @@ def ray_chunks(
             batch_size=chunk_rows,
             batch_format="pandas",
             compute=ray.data.ActorPoolStrategy(size=size),
-            num_cpus=min(1.0, max(cpus - 1, 0) / size),  # one CPU left for the read tasks
+            # NOTE: Ray Data places actors with DataContext.scheduling_strategy, SPREAD by
+            # default (a strategy given here is deprecated in Ray 2.60): every node scores
+            num_cpus=actor_cpus(nodes_cpus or [cpus], size),
         )
-        offset = 0
+        offset, node = 0, ""
         batches = mapped.iter_batches(batch_size=chunk_rows, batch_format="numpy")
         try:
             for batch in batches:
@@ -152,10 +181,24 @@ def ray_chunks(
                     i = int(faults[0])
                     detail = str(batch[_ERROR][i])
                     raise MalformedInput(detail, row=offset + i, rows=int(batch[_ERROR_ROWS][i]))
+                node = _count(nodes, batch[_NODE], node)
                 yield {name: batch[name].tolist() for name in names}
                 offset += len(batch[_ERROR])
         except RayError as exc:
             raise _reading_fault(exc, source, plan, chunk_rows) from None
+
+
+def _count(nodes: Counter[str] | None, column: Any, node: str) -> str:
+    """Add a batch's rows to the count of the node that scored them (each marked first row
+    starts a node's rows; rows before the first mark are ``node``'s, where the last batch
+    ended); the node scoring at the batch's end."""
+    marks = np.flatnonzero(pd.notna(column))
+    starts = [0, *marks.tolist(), len(column)]
+    owners = [node, *(str(column[i]) for i in marks)]
+    for owner, begin, end in zip(owners, starts, starts[1:], strict=False):
+        if nodes is not None and end > begin:
+            nodes[owner] += end - begin
+    return owners[-1]
 
 
 def _read(source: str, plan: Plan) -> Any:

@@ -4,6 +4,7 @@
 (uvicorn's protocol with a header deadline and a connection cap), :mod:`~adapters.bento.startup`
 (BentoML's store reads through libyaml, GC paused while loading),
 :mod:`~adapters.bento.runners` (the directory a runner's workers share),
+:mod:`~adapters.bento.drain` (SIGTERM drains: not ready, then stop, the runner last),
 :mod:`~adapters.bento.seams`: which upstream internals are relied on, pinned and checked, and
 :mod:`~adapters.bento.build` (``make bento``: a Bento of chosen versions).
 The uvicorn protocol module is imported only where it is used (the gateway worker, the check).
@@ -11,6 +12,7 @@ The uvicorn protocol module is imported only where it is used (the gateway worke
 
 from __future__ import annotations
 
+from adapters.bento import drain
 from adapters.bento.gateway import GatewayService
 from adapters.bento.runners import removed_at_exit, shared_directory
 from adapters.bento.seams import RUNNER_CONNECTION, require
@@ -20,6 +22,7 @@ __all__ = [
     "RUNNER_CONNECTION",
     "GatewayService",
     "collections_paused",
+    "drain",
     "read_yaml_with_libyaml",
     "removed_at_exit",
     "require",

@@ -52,6 +52,7 @@ from typing import Any
 import bentoml
 from starlette.types import ASGIApp
 
+from adapters.bento import drain
 from adapters.config.settings import Limits
 from adapters.http.lane import V2FastLane
 from adapters.http.security import secure
@@ -84,6 +85,7 @@ class GatewayService(bentoml.Service[Any]):  # type: ignore[misc]  # bentoml shi
         app = super().to_asgi(is_main=is_main)
         if not is_main:
             return app
+        drain.ignore_signal()  # until the worker serves (service.py: on_signal)
         if self.limits is not None:  # before BentoML builds the uvicorn server of this worker
             from adapters.bento import connections  # uvicorn: the worker's import, not the CLI's
 

@@ -44,6 +44,12 @@ arguments
 (``model_dump``)
 BentoML's ``threads``  load and unload on the runner wait behind a   ``tests/test_unload_live``
 limits sync APIs only  running batch (``served`` is async)           ``.py`` (queued calls)
+circus (kantoku) and   SIGTERM stops at once: requests dropped in a  :func:`check` at start-up
+tornado: the arbiter's rolling restart (:mod:`.drain`)               (``drain.check``);
+SIGTERM handler, its                                                 ``tests/test_drain.py``,
+watchers and sockets;                                                ``tests/test_cluster.py``
+BentoML's watcher and                                                (a rolling restart under
+socket names                                                         load drops nothing)
 =====================  ============================================  ==========================
 
 :data:`TOUCHED` names these packages; ``tests/test_bento.py`` checks that each is pinned exactly
@@ -60,7 +66,19 @@ import importlib.util
 from pathlib import Path
 from typing import Any
 
-TOUCHED = ("bentoml", "uvicorn", "httptools", "PyYAML", "starlette", "grpcio", "aiohttp")
+from adapters.bento import drain
+
+TOUCHED = (
+    "bentoml",
+    "uvicorn",
+    "httptools",
+    "PyYAML",
+    "starlette",
+    "grpcio",
+    "aiohttp",
+    "kantoku",  # circus, as BentoML installs it
+    "tornado",
+)
 """The packages whose internals this server relies on: each pinned exactly in requirements.txt."""
 
 BENTOML_WORKER = "_bentoml_impl.worker.service"
@@ -94,6 +112,10 @@ def check() -> None:
     """
     _check_worker(worker_source())
     _check_protocol()
+    try:
+        drain.check()
+    except drain.DrainUnavailable as exc:
+        raise SeamBroken(f"{exc}: SIGTERM would not drain{_versions()}") from None
 
 
 def worker_source() -> str:

@@ -227,6 +227,15 @@ class Environment(BaseSettings):
         `adapters/bento/gateway.py` lists each one and what stands in for it. `0`: the full BentoML
         stack, same V2 behaviour.""",
     )
+    drain_delay_s: float = setting(
+        0.0,
+        Group.OPERATIONS,
+        """On SIGTERM to `bentoml serve`: report not ready (`/v2/health/ready` 503, gRPC health
+        NOT_SERVING) and keep serving this long, so that a load balancer's health checks take
+        the replica out first; then stop accepting, finish every request held, and exit (the
+        runner after the gateway). `0`: stop at once. SIGINT always stops at once.""",
+        ge=0,
+    )
     predictions_db: str = setting(
         "",
         Group.OPERATIONS,

@@ -115,6 +115,7 @@ class Settings:
     fast_lane: bool = DEFAULTS.fast_lane
     limits: Limits = field(default_factory=Limits)
     poll_interval_s: float = DEFAULTS.poll_interval_s
+    drain_delay_s: float = DEFAULTS.drain_delay_s
     grpc_port: int = DEFAULTS.grpc_port  # 0: no gRPC server
     grpc_host: str = DEFAULTS.grpc_host
     predictions_db: str = DEFAULTS.predictions_db  # score.py's database: the read-back route

@@ -24,6 +24,7 @@ import anyio
 
 from adapters.config.settings import Limits
 from adapters.dataplane.answers import check_outputs, check_planned
+from adapters.dataplane.inflight import InFlight
 from adapters.dataplane.journal import Entry, Journal, failure
 from adapters.dataplane.shadow import Job, Shadows
 from adapters.dataplane.statistics import Statistics
@@ -46,13 +47,17 @@ class Deadline:
 
     Past it the work inside is cancelled (a queued predict is dropped, a chunked one stops at
     its next chunk) and :class:`~adapters.protocol.errors.DeadlineExceeded` (504) is raised.
+    Inside it, the request counts in ``in_flight`` (a gauge's series), when given.
     """
 
-    def __init__(self, seconds: float) -> None:
+    def __init__(self, seconds: float, in_flight: Any = None) -> None:
         self.seconds = seconds
         self.timeout = asyncio.timeout(seconds)
+        self.in_flight = in_flight
 
     async def __aenter__(self) -> None:
+        if self.in_flight is not None:
+            self.in_flight.inc()
         await self.timeout.__aenter__()
 
     async def __aexit__(self, kind: Any, exc: Any, traceback: Any) -> None:
@@ -62,6 +67,9 @@ class Deadline:
             raise DeadlineExceeded(
                 f"the request did not complete in {self.seconds:g} s (OIP_REQUEST_TIMEOUT_S)"
             ) from None
+        finally:
+            if self.in_flight is not None:
+                self.in_flight.dec()
 
 
 class DataPlane:
@@ -91,16 +99,27 @@ class DataPlane:
         self.shadows = Shadows(
             self.executors, self._record, timeout_s=self.limits.request_timeout_s
         )
+        self.in_flight = InFlight(self.registry)
+        self.draining = False  # set by drain(): ready() is False from then on
 
-    def deadline(self) -> Deadline:
-        """The deadline one inference request runs under, whatever its transport."""
-        return Deadline(self.limits.request_timeout_s)
+    def deadline(self, model: str | None = None) -> Deadline:
+        """The deadline one inference request runs under, whatever its transport; with the
+        requested ``model``, the request counts in ``oip_requests_in_flight`` meanwhile."""
+        in_flight = None if model is None else self.in_flight.of(model)
+        return Deadline(self.limits.request_timeout_s, in_flight)
+
+    def drain(self) -> None:
+        """Report not ready from now on (the server is stopping; requests are still served), so
+        that load balancers take this replica out before it stops accepting."""
+        self.draining = True
 
     def server_metadata(self) -> dict[str, Any]:
         return self.server
 
     async def ready(self) -> bool:
-        """Ready when every served model can run inference."""
+        """Ready when every served model can run inference, until the server drains."""
+        if self.draining:
+            return False
         for name in self.registry.models:
             if not await self.executors[name].ready():
                 return False

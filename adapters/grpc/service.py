@@ -107,7 +107,7 @@ class InferenceService(pb_grpc.GRPCInferenceServiceServicer):
 
     @answered
     async def ModelInfer(self, request: Any, context: Any) -> Any:
-        async with self.dataplane.deadline():
+        async with self.dataplane.deadline(request.model_name):
             infer = read_request(request, self.dataplane.limits)
             response = await self.dataplane.infer(infer)
         return write_response(response)

@@ -92,12 +92,11 @@ async def model_infer(request: Request) -> Response:
     past it the request is abandoned (its queued predict is dropped) and answered 504."""
     dataplane = _dataplane(request)
     limits = dataplane.limits
-    async with dataplane.deadline():
+    name, version = _model(request)
+    async with dataplane.deadline(name):
         body = await read_body(request, limits)
         header_length = request.headers.get(HEADER)
-        infer = read_infer_request(
-            *_model(request), body, header_length=header_length, limits=limits
-        )
+        infer = read_infer_request(name, version, body, header_length=header_length, limits=limits)
         response = await dataplane.infer(infer)
     encoding_start = time.perf_counter_ns()
     content, headers = write_infer_response(infer, response)
