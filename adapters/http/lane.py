@@ -17,6 +17,8 @@ import time
 from starlette.responses import RedirectResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from adapters.http.routes import infer_path_params
+
 access_log = logging.getLogger("bentoml.access")  # BentoML's own access logger and handlers
 V2_PREFIX = "/v2"
 # NOTE: a relative Location ("v2/docs" from "/"), so that behind a proxy's path prefix the
@@ -44,6 +46,8 @@ class V2FastLane:
         self.v2_router: ASGIApp = getattr(v2_app, "router", v2_app)
         self.fallback = fallback
         self.log_access = log_access
+        # NOTE: inference skips even the router (its route scan, Starlette's request wrappers)
+        self.infer: ASGIApp | None = getattr(getattr(v2_app, "state", None), "infer", None)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or not is_v2(scope["path"]):
@@ -54,9 +58,19 @@ class V2FastLane:
             return
         scope["app"] = self.v2_app
         if not (self.log_access and access_log.isEnabledFor(logging.INFO)):
-            await self.v2_router(scope, receive, send)
+            await self.route(scope, receive, send)
             return
         await self._logged(scope, receive, send)
+
+    async def route(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Inference straight to its endpoint, any other V2 request through the router."""
+        if self.infer is not None and scope["method"] == "POST":
+            params = infer_path_params(scope["path"])
+            if params is not None:
+                scope["path_params"] = params
+                await self.infer(scope, receive, send)
+                return
+        await self.v2_router(scope, receive, send)
 
     async def _logged(self, scope: Scope, receive: Receive, send: Send) -> None:
         start = time.perf_counter()
@@ -69,7 +83,7 @@ class V2FastLane:
             await send(message)
 
         try:
-            await self.v2_router(scope, receive, sending)
+            await self.route(scope, receive, sending)
         finally:
             client = scope.get("client") or ("-", 0)
             # a record made directly: Logger.info would also look up the caller's frame
