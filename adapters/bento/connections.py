@@ -45,6 +45,9 @@ class GuardedHttpTools(HttpToolsProtocol):
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
         self.headers_due: float | None = None
+        # NOTE: uvicorn formats each access line's arguments whenever its logger has a handler
+        # anywhere up the tree (BentoML's root handler), even when the logger drops INFO
+        self.access_log = self.access_log and self.access_logger.isEnabledFor(logging.INFO)
         if len(self.connections) > self.max_connections:
             self._log_refusal()
             transport.close()
