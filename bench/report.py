@@ -136,11 +136,13 @@ def _grpc_row(
 
 GRPC_NOTE = (
     "gRPC: unary `ModelInfer`, the same matrix as `raw_input_contents` (little-endian), "
-    "`predict` requested; load from bench/grpc_load.py (closed loop, `streams` concurrent calls "
-    "split over processes, one channel = one connection each). The gRPC `ceiling` is "
-    "bench/grpc_ceiling.py: a do-nothing grpc.aio server answering a cached response (no "
-    "model), i.e. the most this load generator can drive here; `÷ ceil` is the share of it. "
-    "No cross-check tool: one req/s and p99 per cell."
+    "`predict` requested; load from h2load (nghttp2-client, one thread; `streams` = "
+    "connections x streams each: 64 = 8 x 8, 16 = 8 x 2), the framed request checked by a real "
+    "gRPC call first and by one `curl --http2-prior-knowledge` call for `grpc-status: 0` after "
+    "each run (h2load counts a gRPC error as HTTP 200); p50/p99 from its per-request log. "
+    "The gRPC `ceiling` is bench/grpc_ceiling.py: bare grpc.aio doing the same work (parse, "
+    "`np.frombuffer`, `predict` inline, serialise the answer), nothing else; `÷ ceil` is the "
+    "share of it. No cross-check tool: one req/s and p99 per cell."
 )
 GRPC_COLUMNS = (
     "streams", "server", "req/s", "p50", "p99", "non-OK", "req/s ÷ MLS", "req/s ÷ ceil",
@@ -153,21 +155,31 @@ TARGET = ("iris-1x4-grpc", 64, 2.0, 0.5)  # scenario, streams, min req/s ÷ MLS,
 def _targets(agg: dict[tuple[str, int, str], dict[str, Any]], servers: list[str]) -> list[str]:
     scenario, conns, min_rps, max_p99 = TARGET
     base = agg.get((scenario, conns, BASELINE))
+    ceiling = agg.get((scenario, conns, "ceiling"))
     lines = []
     for server in servers:
         cell = agg.get((scenario, conns, server))
-        if not server.startswith("ours") or cell is None or base is None:
+        if not server.startswith("ours") or cell is None:
+            continue
+        rest = agg.get((scenario.removesuffix("-grpc"), conns, server))  # same matrix, JSON
+        side = [
+            f"gRPC {_fmt(cell['rps'], 0)} req/s",
+            f"÷ its REST {_fmt(_ratio(cell['rps'], (rest or {}).get('rps')))}",
+            f"÷ gRPC ceiling {_fmt(_ratio(cell['rps'], (ceiling or {}).get('rps')))}",
+        ]
+        lines.append(f"- {server}: " + ", ".join(side))
+        if base is None:
             continue
         rps = _ratio(cell["rps"], base["rps"])
         p99 = _ratio(cell["grpc_p99"], base["grpc_p99"])
         met = rps is not None and p99 is not None and rps >= min_rps and p99 <= max_p99
         lines.append(
-            f"- {server}: req/s ÷ MLS {_fmt(rps)} (target ≥ {min_rps:g}), p99 ÷ MLS "
+            f"  - req/s ÷ MLS {_fmt(rps)} (target ≥ {min_rps:g}), p99 ÷ MLS "
             f"{_fmt(p99)} (target ≤ {max_p99:g}): **{'met' if met else 'not met'}**"
         )
     if not lines:
         return []
-    head = f"## Target: {scenario} at {conns} streams vs MLServer gRPC"
+    head = f"## Target: {scenario} at {conns} streams: vs our REST, the ceiling, MLServer gRPC"
     return ["", head, "", *lines]
 
 
@@ -212,10 +224,13 @@ def _header(meta: dict[str, Any]) -> list[str]:
         f"- Per cell: {cell}; medians over rounds",
     ]
     if any(s.endswith("-grpc") for s in meta["scenarios"]):
-        procs = meta.get("grpc_processes") or "min(streams, CPUs)"
+        tool = meta.get("grpc_tool", "grpc_load")
+        extra = ""
+        if tool == "grpc_load":
+            extra = f", {meta.get('grpc_processes') or 'min(streams, CPUs)'} processes"
         lines.append(
-            f"- Per gRPC cell: grpc_load warm-up {meta['warmup_s']:g} s then "
-            f"{meta['duration_s']:g} s measured on the same connections, {procs} processes"
+            f"- Per gRPC cell: {tool} warm-up {meta['warmup_s']:g} s then "
+            f"{meta['duration_s']:g} s measured on the same connections{extra}"
         )
     lines += [f"- Versions: {meta['versions']}", f"- Models: {meta['model_tags']}"]
     return [*lines, "", LEGEND]

@@ -102,8 +102,9 @@ def _run(
 
 
 def ensure_load_tools() -> None:
-    """wrk and hey from Debian; h2load is not needed since hey is packaged."""
-    missing = [t for t in ("wrk", "hey") if shutil.which(t) is None]
+    """wrk, hey and h2load (nghttp2-client: gRPC load) from Debian; curl checks gRPC statuses."""
+    packages = {"wrk": "wrk", "hey": "hey", "h2load": "nghttp2-client", "curl": "curl"}
+    missing = [p for t, p in packages.items() if shutil.which(t) is None]
     if not missing:
         return
     log(f"installing {' '.join(missing)} with apt-get")
