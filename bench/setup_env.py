@@ -42,7 +42,7 @@ class Scenario:
     # Key of the request matrix in scenario_data(): both encodings of a case share it, so they
     # send the very same numbers.
     matrix: str = ""
-    # gRPC (ModelInfer, raw_input_contents) with bench/grpc_load.py instead of HTTP with wrk/hey
+    # gRPC (ModelInfer, raw_input_contents) with h2load instead of HTTP with wrk/hey
     grpc: bool = False
 
     @property
@@ -267,7 +267,8 @@ def host_facts() -> dict[str, object]:
                 break
     probe = "import importlib.metadata as m; print(m.version('mlserver'))"
     mlserver = _output([str(MLSERVER_VENV / "bin/python"), "-c", probe]) or "?"
-    tools = _output(["dpkg-query", "-W", "-f", "${Package} ${Version}, ", "wrk", "hey"])
+    packages = ["wrk", "hey", "nghttp2-client"]  # nghttp2-client: h2load
+    tools = _output(["dpkg-query", "-W", "-f", "${Package} ${Version}, ", *packages])
     versions = ", ".join(
         [
             f"bentoml {importlib.metadata.version('bentoml')}",
