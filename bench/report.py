@@ -154,11 +154,13 @@ def _grpc_row(
 
 GRPC_NOTE = (
     "gRPC: unary `ModelInfer`, the same matrix as `raw_input_contents` (little-endian), "
-    "`predict` requested; load from bench/grpc_load.py (closed loop, `streams` concurrent calls "
-    "split over processes, one channel = one connection each). The gRPC `ceiling` is "
-    "bench/grpc_ceiling.py: a do-nothing grpc.aio server answering a cached response (no "
-    "model), i.e. the most this load generator can drive here; `÷ ceil` is the share of it. "
-    "No cross-check tool: one req/s and p99 per cell."
+    "`predict` requested; load from h2load (nghttp2-client, one thread; `streams` = "
+    "connections x streams each: 64 = 8 x 8, 16 = 8 x 2), the framed request checked by a real "
+    "gRPC call first and by one `curl --http2-prior-knowledge` call for `grpc-status: 0` after "
+    "each run (h2load counts a gRPC error as HTTP 200); p50/p99 from its per-request log. "
+    "The gRPC `ceiling` is bench/grpc_ceiling.py: bare grpc.aio doing the same work (parse, "
+    "`np.frombuffer`, `predict` inline, serialise the answer), nothing else; `÷ ceil` is the "
+    "share of it. No cross-check tool: one req/s and p99 per cell."
 )
 GRPC_COLUMNS = (
     "streams", "server", "req/s", "p50", "p99", "non-OK", "req/s ÷ peer", "req/s ÷ ceil",
@@ -172,21 +174,32 @@ def _targets(agg: dict[tuple[str, int, str], dict[str, Any]], servers: list[str]
     scenario, conns, min_rps, max_p99 = TARGET
     peer = best_peer(agg, scenario, conns)
     base = peer[1] if peer else None
+    ceiling = agg.get((scenario, conns, "ceiling"))
     lines = []
     for server in servers:
         cell = agg.get((scenario, conns, server))
-        if not server.startswith("ours") or cell is None or base is None:
+        if not server.startswith("ours") or cell is None:
+            continue
+        rest = agg.get((scenario.removesuffix("-grpc"), conns, server))  # same matrix, JSON
+        side = [
+            f"gRPC {_fmt(cell['rps'], 0)} req/s",
+            f"÷ its REST {_fmt(_ratio(cell['rps'], (rest or {}).get('rps')))}",
+            f"÷ gRPC ceiling {_fmt(_ratio(cell['rps'], (ceiling or {}).get('rps')))}",
+        ]
+        lines.append(f"- {server}: " + ", ".join(side))
+        if base is None:
             continue
         rps = _ratio(cell["rps"], base["rps"])
         p99 = _ratio(cell["grpc_p99"], base["grpc_p99"])
         met = rps is not None and p99 is not None and rps >= min_rps and p99 <= max_p99
         lines.append(
-            f"- {server}: req/s ÷ peer {_fmt(rps)} (target ≥ {min_rps:g}), p99 ÷ peer "
+            f"  - req/s ÷ peer {_fmt(rps)} (target ≥ {min_rps:g}), p99 ÷ peer "
             f"{_fmt(p99)} (target ≤ {max_p99:g}): **{'met' if met else 'not met'}**"
         )
     if not lines:
         return []
-    head = f"## Target: {scenario} at {conns} streams vs the best peer's gRPC ({peer and peer[0]})"
+    best = peer[0] if peer else "none"
+    head = f"## Target: {scenario} at {conns} streams: vs our REST, the ceiling, {best}'s gRPC"
     return ["", head, "", *lines]
 
 
@@ -233,10 +246,13 @@ def _header(meta: dict[str, Any]) -> list[str]:
         f"- Per cell: {cell}; medians over rounds",
     ]
     if any(s.endswith("-grpc") for s in meta["scenarios"]):
-        procs = meta.get("grpc_processes") or "min(streams, CPUs)"
+        tool = meta.get("grpc_tool", "grpc_load")
+        extra = ""
+        if tool == "grpc_load":
+            extra = f", {meta.get('grpc_processes') or 'min(streams, CPUs)'} processes"
         lines.append(
-            f"- Per gRPC cell: grpc_load warm-up {meta['warmup_s']:g} s then "
-            f"{meta['duration_s']:g} s measured on the same connections, {procs} processes"
+            f"- Per gRPC cell: {tool} warm-up {meta['warmup_s']:g} s then "
+            f"{meta['duration_s']:g} s measured on the same connections{extra}"
         )
     lines += [f"- Versions: {meta['versions']}", f"- Models: {meta['model_tags']}"]
     return [*lines, "", LEGEND]

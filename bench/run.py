@@ -4,7 +4,8 @@ The peers: MLServer 1.7.1 with its defaults (``mlserver``) and as its own benchm
 (``mlserver-tuned``: adaptive batching, 2 parallel workers), and KServe's Python ModelServer
 (``kserve``: its sklearnserver's model class). Every ratio is against the best peer of each
 case. One server at a time, interleaved over rounds; wrk measures, hey cross-checks; gRPC
-scenarios are measured with bench/grpc_load.py. Charts (SVG) beside the report.
+scenarios are measured with h2load (or bench/grpc_load.py: --grpc-tool grpc_load). Charts (SVG)
+beside the report.
 Run from anywhere with the project's venv:  .venv/bin/python bench/run.py [--quick]
 """
 
@@ -72,6 +73,12 @@ def parse_args() -> argparse.Namespace:
         "--grpc-processes",
         type=int,
         help="grpc_load processes, streams split over them (default: min(streams, CPUs))",
+    )
+    p.add_argument(
+        "--grpc-tool",
+        choices=("h2load", "grpc_load"),
+        default="h2load",
+        help="gRPC load: h2load (nghttp2-client, C, one thread) or bench/grpc_load.py (Python)",
     )
     p.add_argument("--servers", default=",".join(ALL_SERVERS))
     p.add_argument("--scenarios", help=f"default: {','.join(SCENARIOS)}")
@@ -152,14 +159,13 @@ def server_specs(
         cwd=BENCH_DIR,
         grpc=False,  # KServe binds its gRPC server to every interface: left off
     )
-    ceiling_args = f"--models-dir {work / 'joblib'} --port {{port}}"
+    ceiling_args = f"--models-dir {work / 'joblib'} --port {{port}}"  # gRPC's too: it predicts
     if any(SCENARIOS[s].grpc for s in args.scenarios):  # a second process: grpc_ceiling.py
         ceiling_args += " --grpc-port {grpc_port}"
     specs["ceiling"] = servers.ServerSpec(
         name="ceiling",
         argv=[sys.executable, str(BENCH_DIR / "ceiling.py"), *ceiling_args.split()],
         cwd=BENCH_DIR,
-        grpc_predicts=False,  # the gRPC ceiling answers zeros
     )
     specs["bentoml-floor"] = servers.ServerSpec(  # bentoml serve + scikit-learn, nothing of ours
         name="bentoml-floor",
@@ -220,6 +226,7 @@ def main() -> int:
             work=work / "payloads",
             logs=out / "logs",
             grpc_processes=args.grpc_processes,
+            grpc_tool=args.grpc_tool,
         )
         data = setup_env.scenario_data()
         specs = server_specs(args, work, mlserver)
@@ -239,6 +246,7 @@ def main() -> int:
             "warmup_s": args.warmup,
             "hey_duration_s": args.hey_duration,
             "grpc_processes": args.grpc_processes,
+            "grpc_tool": args.grpc_tool,
             "model_tags": tags,
         }
         cell_s = args.warmup + args.duration + args.hey_duration * 1.3

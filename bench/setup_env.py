@@ -42,7 +42,7 @@ class Scenario:
     # Key of the request matrix in scenario_data(): both encodings of a case share it, so they
     # send the very same numbers.
     matrix: str = ""
-    # gRPC (ModelInfer, raw_input_contents) with bench/grpc_load.py instead of HTTP with wrk/hey
+    # gRPC (ModelInfer, raw_input_contents) with h2load instead of HTTP with wrk/hey
     grpc: bool = False
 
     @property
@@ -102,8 +102,9 @@ def _run(
 
 
 def ensure_load_tools() -> None:
-    """wrk and hey from Debian; h2load is not needed since hey is packaged."""
-    missing = [t for t in ("wrk", "hey") if shutil.which(t) is None]
+    """wrk, hey and h2load (nghttp2-client: gRPC load) from Debian; curl checks gRPC statuses."""
+    packages = {"wrk": "wrk", "hey": "hey", "h2load": "nghttp2-client", "curl": "curl"}
+    missing = [p for t, p in packages.items() if shutil.which(t) is None]
     if not missing:
         return
     log(f"installing {' '.join(missing)} with apt-get")
@@ -278,7 +279,8 @@ def host_facts() -> dict[str, object]:
                 break
     probe = "import importlib.metadata as m; print(m.version('mlserver'))"
     mlserver = _output([str(MLSERVER_VENV / "bin/python"), "-c", probe]) or "?"
-    tools = _output(["dpkg-query", "-W", "-f", "${Package} ${Version}, ", "wrk", "hey"])
+    packages = ["wrk", "hey", "nghttp2-client"]  # nghttp2-client: h2load
+    tools = _output(["dpkg-query", "-W", "-f", "${Package} ${Version}, ", *packages])
     versions = ", ".join(
         [
             f"bentoml {importlib.metadata.version('bentoml')}",

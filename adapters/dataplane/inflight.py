@@ -8,8 +8,8 @@ REST with the lane on or off, and gRPC ``ModelInfer``. Summed over a pod's gatew
 (``livesum``: the files of stopped workers drop out), it is what a HorizontalPodAutoscaler
 averages per pod (``deploy/kubernetes.yaml``, ``docs/scaling.md``).
 
-The ``model`` label is a servable model's name (``OIP_MODELS``), ``""`` for any other: clients cannot invent
-series. The gauge is created on first use, as :mod:`adapters.http.metrics` explains.
+The ``model`` label is a servable model's name (``OIP_MODELS``), ``""`` for any other: clients
+cannot invent series. The gauge is created on first use, as :mod:`adapters.http.metrics` explains.
 """
 
 from __future__ import annotations
