@@ -42,7 +42,7 @@ from adapters.batch.predictions import TableMismatch, connect, default_table_nam
 from adapters.batch.ray import EngineFailed, ray_chunks
 from adapters.batch.readers import MalformedInput, Plan, input_columns, input_kind, read_chunks
 from adapters.batch.scoring import Columns, predicted, stamped
-from adapters.batch.writes import write_columns
+from adapters.batch.writes import ChunkWriter
 from adapters.config.fields import ConfigError
 from adapters.config.settings import Settings
 from adapters.models.inputs import requested_outputs
@@ -128,9 +128,11 @@ def score(args: argparse.Namespace, run: Run) -> None:
             )  # fmt: skip
         else:
             chunks = local_chunks(args, resolved, estimator, plan, specs, connection)
+        # commits chunk i on its thread while chunk i + 1 is read and predicted; leaving waits
+        # for every chunk handed over (also on a malformed row: the chunks before it stay)
+        writer = stack.enter_context(ChunkWriter(engine, table, on_commit=run.committed))
         for columns in stack.enter_context(closing(chunks)):
-            write_columns(engine, table, stamped(resolved, columns))
-            run.committed(len(columns["key"]))
+            writer.put(stamped(resolved, columns))
 
 
 def local_chunks(
