@@ -35,7 +35,22 @@ def copy_upsert(
     connection: sa.Connection, table: sa.Table, names: list[str], values: list[Sequence[Any]]
 ) -> None:
     """Upsert the rows (``values``: one sequence per column of ``names``, keys unique) in the
-    connection's transaction."""
+    connection's transaction.
+
+    Raises:
+        sqlalchemy.exc.DatabaseError: the server refused the rows (e.g. a number out of range).
+    """
+    import psycopg
+
+    try:
+        _copy_upsert(connection, table, names, values)
+    except psycopg.Error as exc:  # from the driver's own cursor: SQLAlchemy did not wrap it
+        raise sa.exc.DatabaseError("COPY", None, exc) from exc
+
+
+def _copy_upsert(
+    connection: sa.Connection, table: sa.Table, names: list[str], values: list[Sequence[Any]]
+) -> None:
     import psycopg
 
     preparer = connection.dialect.identifier_preparer
