@@ -145,6 +145,9 @@ def sqlite_methods(work: Path) -> dict[str, Callable[[Columns, int], float]]:
         "sqlite      json_each, synchronous=NORMAL": run(
             write_columns, pragma="synchronous=NORMAL"
         ),
+        "sqlite      json_each, cache_size=64 MiB": run(write_columns, pragma="cache_size=-65536"),
+        "sqlite      json_each, cache 256 MiB": run(write_columns, pragma="cache_size=-262144"),
+        "sqlite      executemany, cache 256 MiB": run(executemany, pragma="cache_size=-262144"),
     }
 
 

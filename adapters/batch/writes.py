@@ -44,23 +44,40 @@ def write_columns(engine: Engine, table: sa.Table, columns: Mapping[str, Sequenc
     """:func:`write_chunk` for the same rows given column by column (``score.py`` builds them
     so: a million dicts cost more than the database's own work)."""
     names = list(columns)
+    if not names:
+        return 0
     values = [columns[c] for c in names]
-    keys = [values[names.index(c)] for c in KEY_COLUMNS]
-    last = {k: i for i, k in enumerate(zip(*keys, strict=True))}  # by primary key
-    if len(last) < len(values[0]):
-        kept = sorted(last.values())
-        values = [[v[i] for i in kept] for v in values]
-    if not last:
+    n = _unique(values, [names.index(c) for c in KEY_COLUMNS])
+    if not n:
         return 0
     if engine.dialect.name == "postgresql":
         with engine.begin() as connection:
             copy_upsert(connection, table, names, values)
-        return len(last)
+        return n
     bound = [_bound(engine, table.c[c], v) for c, v in zip(names, values, strict=True)]
     with engine.begin() as connection:
         if not _json_upsert(connection, table, names, bound):
             _executemany_upsert(connection, table, names, bound)
+    return n
+
+
+def _unique(values: list[Sequence[Any]], keys: list[int]) -> int:
+    """Drops the rows of ``values`` (in place) whose primary key comes again later in the
+    chunk, keeping the last; returns how many rows are left."""
+    n = len(values[0]) if values else 0
+    first, *rest = (values[i] for i in keys)
+    if all(_constant(v) for v in rest) and len(set(first)) == n:  # the usual chunk, at C speed
+        return n
+    last = {k: i for i, k in enumerate(zip(first, *rest, strict=True))}
+    if len(last) < n:
+        kept = sorted(last.values())
+        values[:] = [[v[i] for i in kept] for v in values]
     return len(last)
+
+
+def _constant(values: Sequence[Any]) -> bool:
+    """Whether every value is the first (at C speed; NaN never is)."""
+    return len(values) > 1 and values.count(values[0]) == len(values)
 
 
 def _json_upsert(
@@ -68,8 +85,7 @@ def _json_upsert(
 ) -> bool:
     """SQLite: one ``INSERT ... SELECT ... FROM json_each(?)``; ``False`` (nothing written)
     when a value has no exact JSON form."""
-    n = len(bound[0])
-    constant = [len(v) > 1 and v.count(v[0]) == n for v in bound]  # NaN is never constant
+    constant = [_constant(v) for v in bound]
     varying = [v for v, c in zip(bound, constant, strict=True) if not c]
     try:
         text = orjson.dumps(list(zip(*varying, strict=True)))
@@ -128,6 +144,8 @@ def _bound(engine: Engine, column: sa.Column[Any], values: Sequence[Any]) -> Seq
     process = column.type.dialect_impl(engine.dialect).bind_processor(engine.dialect)
     if process is None:
         return values
+    if _constant(values):
+        return [process(values[0])] * len(values)
     done: dict[Any, Any] = {}
     return [done[v] if v in done else done.setdefault(v, process(v)) for v in values]
 
