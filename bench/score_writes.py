@@ -11,7 +11,9 @@ SQLite, a file in WAL mode (:func:`adapters.batch.predictions.connect`):
   executemany   the driver's ``executemany`` of the rows as tuples (what batch scoring did
                 before; ``adapters.batch.writes._executemany_upsert``)
   json_each     one ``INSERT ... SELECT ... FROM json_each(?)`` per chunk (``write_columns``)
-  json_each, WITHOUT ROWID / synchronous=NORMAL   the same into such a table / with that pragma
+  ..., cache 64 MiB   with ``PRAGMA cache_size`` of 64 MiB (SQLite's default: 2 MiB), as
+                score.py sets it (``score.SQLITE_CACHE_MIB``)
+  json_each, WITHOUT ROWID / synchronous=NORMAL   into such a table / with that pragma
 PostgreSQL, a throwaway server (``tests/postgres.py``: initdb, fsync off):
   write_row     ``COPY`` row by row (psycopg ``write_row``) into a temporary table, then
                 ``INSERT ... SELECT ... ON CONFLICT`` (what batch scoring did before)
@@ -138,16 +140,16 @@ def sqlite_methods(work: Path) -> dict[str, Callable[[Columns, int], float]]:
 
         return measure
 
+    cache = "cache_size=-65536"  # score.py's: score.SQLITE_CACHE_MIB
     return {
         "sqlite      executemany (before)": run(executemany),
+        "sqlite      executemany, cache 64 MiB": run(executemany, pragma=cache),
         "sqlite      json_each": run(write_columns),
+        "sqlite      json_each, cache 64 MiB (score.py)": run(write_columns, pragma=cache),
         "sqlite      json_each, WITHOUT ROWID": run(write_columns, rowid=False),
         "sqlite      json_each, synchronous=NORMAL": run(
             write_columns, pragma="synchronous=NORMAL"
         ),
-        "sqlite      json_each, cache_size=64 MiB": run(write_columns, pragma="cache_size=-65536"),
-        "sqlite      json_each, cache 256 MiB": run(write_columns, pragma="cache_size=-262144"),
-        "sqlite      executemany, cache 256 MiB": run(executemany, pragma="cache_size=-262144"),
     }
 
 
