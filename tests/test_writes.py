@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import math
 import threading
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -22,7 +21,7 @@ from sqlalchemy.engine import Engine
 
 import score
 from adapters.batch import pgcopy
-from adapters.batch.predictions import connect, ensure_table
+from adapters.batch.predictions import connect, default_table_name, ensure_table
 from adapters.batch.writes import ChunkWriter, write_columns
 from adapters.models.signature import TensorSpec
 from adapters.protocol.schemas import Datatype
@@ -38,19 +37,7 @@ OUTPUTS = [
     TensorSpec("ok", Datatype.BOOL, (-1,)),
 ]
 WHEN = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'p.db'}"
-    else:
-        url = request.getfixturevalue("postgres_url")
-    engine = connect(url)
-    yield engine
-    with engine.begin() as connection:
-        connection.execute(sa.text("DROP TABLE IF EXISTS writes"))
-    engine.dispose()
+TABLE = default_table_name("iris")  # the one the engine fixture (conftest.py) drops
 
 
 def chunk(keys: range, version: str = "v1", **columns: list[Any]) -> dict[str, list[Any]]:
@@ -68,12 +55,12 @@ def numbers(keys: range, offset: int) -> dict[str, list[Any]]:
 
 def read(engine: Engine) -> dict[str, dict[str, Any]]:
     with engine.connect() as connection:
-        found = connection.execute(sa.text("SELECT * FROM writes")).mappings().all()
+        found = connection.execute(sa.text(f"SELECT * FROM {TABLE}")).mappings().all()
     return {row["key"]: dict(row) for row in found}
 
 
 def test_chunks_reruns_and_chunks_of_stored_and_new_keys(engine: Engine) -> None:
-    table = ensure_table(engine, "writes", OUTPUTS)
+    table = ensure_table(engine, TABLE, OUTPUTS)
     for start in range(0, 300, 100):  # several chunks into a fresh table
         keys = range(start, start + 100)
         assert write_columns(engine, table, chunk(keys, **numbers(keys, 0))) == 100
@@ -94,7 +81,7 @@ def test_chunks_reruns_and_chunks_of_stored_and_new_keys(engine: Engine) -> None
 
 
 def test_a_conflict_while_copying_falls_back_to_the_merge(engine: Engine) -> None:
-    table = ensure_table(engine, "writes", OUTPUTS)
+    table = ensure_table(engine, TABLE, OUTPUTS)
     write_columns(engine, table, chunk(range(3), predict=[1, 2, 3]))
     pgcopy._merging.pop(engine, None)  # as a writer that has not met a stored key yet
     write_columns(engine, table, chunk(range(5), predict=[5, 6, 7, 8, 9]))
@@ -104,7 +91,7 @@ def test_a_conflict_while_copying_falls_back_to_the_merge(engine: Engine) -> Non
 
 
 def test_null_nan_infinities_text_and_doubles(engine: Engine) -> None:
-    table = ensure_table(engine, "writes", OUTPUTS)
+    table = ensure_table(engine, TABLE, OUTPUTS)
     special = [math.nan, math.inf, -math.inf, None, -0.0, 5e-324, 1.7976931348623157e308]
     texts = ["tab\there", "line\nbreak", "back\\slash", "quote\" '", "crlf\r\n", "é ✓", "", None]
     doubles = np.random.default_rng(0).normal(0, 1, 200) * 10.0 ** np.arange(-100, 100)
@@ -129,13 +116,13 @@ def test_null_nan_infinities_text_and_doubles(engine: Engine) -> None:
     # no NaN nor infinity: the JSON path (SQLite) takes every double as it is
     write_columns(engine, table, chunk(range(len(doubles)), "v3", score=doubles.tolist()))
     with engine.connect() as connection:
-        query = sa.text("SELECT key, score FROM writes WHERE version = 'v3'")
+        query = sa.text(f"SELECT key, score FROM {TABLE} WHERE version = 'v3'")
         back = {int(k): s for k, s in connection.execute(query)}
     assert [back[k] for k in range(len(doubles))] == doubles.tolist()
 
 
 def test_integers_past_64_bits_are_refused_as_before(engine: Engine) -> None:
-    table = ensure_table(engine, "writes", OUTPUTS)
+    table = ensure_table(engine, TABLE, OUTPUTS)
     with pytest.raises((OverflowError, sa.exc.SQLAlchemyError)):
         write_columns(engine, table, chunk(range(2), predict=[1, 2**70]))
     assert read(engine) == {}
@@ -143,7 +130,7 @@ def test_integers_past_64_bits_are_refused_as_before(engine: Engine) -> None:
 
 def test_the_writer_commits_in_order_and_raises_a_failed_write(tmp_path: Path) -> None:
     engine = connect(f"sqlite:///{tmp_path / 'p.db'}")
-    table = ensure_table(engine, "writes", OUTPUTS)
+    table = ensure_table(engine, TABLE, OUTPUTS)
     committed: list[tuple[int, str]] = []
     record = lambda n: committed.append((n, threading.current_thread().name))  # noqa: E731
     with ChunkWriter(engine, table, on_commit=record) as writer:
@@ -164,7 +151,7 @@ def test_the_writer_commits_in_order_and_raises_a_failed_write(tmp_path: Path) -
 
 def test_leaving_on_an_error_commits_what_was_handed_over(tmp_path: Path) -> None:
     engine = connect(f"sqlite:///{tmp_path / 'p.db'}")
-    table = ensure_table(engine, "writes", OUTPUTS)
+    table = ensure_table(engine, TABLE, OUTPUTS)
     with pytest.raises(KeyError), ChunkWriter(engine, table, on_commit=lambda n: None) as writer:
         for start in range(0, 30, 10):
             writer.put(chunk(range(start, start + 10), predict=[start] * 10))
