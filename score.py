@@ -12,9 +12,10 @@ over the same rows replaces them; another version adds its own rows.
     python score.py --model iris --input "sql:SELECT * FROM flowers" --db sqlite:///p.db
     make score SCORE_ARGS="--model iris --input data.csv"
 
-Rows are streamed in chunks (``--chunk-rows``), each committed in its own transaction. A row the
-model cannot take stops the run with exit code 2, naming the row (counted from 0); the chunks
-before it stay committed, so a run can be resumed by running it again.
+Rows are streamed in chunks (``--chunk-rows``), each committed in its own transaction, on a
+thread of its own while the next chunk is read and predicted. A row the model cannot take stops
+the run with exit code 2, naming the row (counted from 0); the chunks before it stay committed,
+so a run can be resumed by running it again.
 
 ``--engine ray`` predicts on Ray Data worker actors (``--ray-workers``, one model copy each) and
 writes here, with the same chunks, keys and errors (:mod:`adapters.batch.scoring`): a local Ray on
@@ -54,7 +55,7 @@ from adapters.protocol.messages import RequestedOutput
 
 DEFAULT_DB = "sqlite:///predictions.db"
 DEFAULT_CHUNK_ROWS = 50_000
-SQLITE_CACHE_MIB = 64  # a million rows' key index in memory: 1.2x the rows/s of SQLite's 2 MiB
+SQLITE_CACHE_MIB = 64  # SQLite's page cache (default 2 MiB): a million rows' key index fits
 
 
 class Run:
