@@ -186,6 +186,7 @@ def _grpc_cells_for(
 
 
 UNSUPPORTED = "n/a: no binary tensor data extension"
+NO_GRPC = "n/a: no gRPC server"
 
 
 def measure_server(
@@ -196,10 +197,12 @@ def measure_server(
     cells: list[dict[str, Any]] = []
     scenarios = [] if spec.startup_only else plan.scenarios
     # Binary scenarios on a server without the extension: recorded as n/a, not run.
-    unsupported = [s for s in scenarios if SCENARIOS[s].binary and not spec.binary]
+    why = {s: UNSUPPORTED for s in scenarios if SCENARIOS[s].binary and not spec.binary}
+    why |= {s: NO_GRPC for s in scenarios if SCENARIOS[s].grpc and not spec.grpc}
+    unsupported = list(why)
     cells += [
         {"round": rnd, "server": spec.name, "scenario": s, "connections": c}
-        | {"unsupported": UNSUPPORTED}
+        | {"unsupported": why[s]}
         for s in unsupported
         for c in plan.concurrency[s]
     ]
