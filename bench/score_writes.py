@@ -174,6 +174,7 @@ def main() -> None:
     parser.add_argument("--chunk-rows", type=int, default=50_000)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--no-postgres", action="store_true")
+    parser.add_argument("--chart", type=Path, help="also draw the medians into this SVG file")
     args = parser.parse_args()
     load = os.getloadavg()[0]
     print(f"{dt.date.today()}  {os.cpu_count()} CPUs (load {load:.1f})  {args.rows:,} rows, "
@@ -193,6 +194,12 @@ def main() -> None:
                 found[name].append(measure(rows, args.chunk_rows))
         for name, rates in found.items():
             print(f"{name:<44} {statistics.median(rates):>10,.0f} rows/s  {spread(rates)}")
+        if args.chart:
+            import charts  # bench/charts.py: matplotlib, only when asked
+
+            medians = {" ".join(n.split()): statistics.median(r) for n, r in found.items()}
+            title = f"write floors, rows/s ({args.rows:,} rows, {dt.date.today()})"
+            charts.batch(medians, args.chart, title)
 
 
 def spread(rates: Sequence[float]) -> str:
