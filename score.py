@@ -12,9 +12,10 @@ over the same rows replaces them; another version adds its own rows.
     python score.py --model iris --input "sql:SELECT * FROM flowers" --db sqlite:///p.db
     make score SCORE_ARGS="--model iris --input data.csv"
 
-Rows are streamed in chunks (``--chunk-rows``), each committed in its own transaction. A row the
-model cannot take stops the run with exit code 2, naming the row (counted from 0); the chunks
-before it stay committed, so a run can be resumed by running it again.
+Rows are streamed in chunks (``--chunk-rows``), each committed in its own transaction, on a
+thread of its own while the next chunk is read and predicted. A row the model cannot take stops
+the run with exit code 2, naming the row (counted from 0); the chunks before it stay committed,
+so a run can be resumed by running it again.
 
 ``--engine ray`` predicts on Ray Data worker actors (``--ray-workers``, one model copy each) and
 writes here, with the same chunks, keys and errors (:mod:`adapters.batch.scoring`): a local Ray on
@@ -42,7 +43,7 @@ from adapters.batch.predictions import TableMismatch, connect, default_table_nam
 from adapters.batch.ray import EngineFailed, ray_chunks
 from adapters.batch.readers import MalformedInput, Plan, input_columns, input_kind, read_chunks
 from adapters.batch.scoring import Columns, predicted, stamped
-from adapters.batch.writes import write_columns
+from adapters.batch.writes import ChunkWriter
 from adapters.config.fields import ConfigError
 from adapters.config.settings import Settings
 from adapters.models.inputs import requested_outputs
@@ -54,6 +55,7 @@ from adapters.protocol.messages import RequestedOutput
 
 DEFAULT_DB = "sqlite:///predictions.db"
 DEFAULT_CHUNK_ROWS = 50_000
+SQLITE_CACHE_MIB = 64  # SQLite's page cache (default 2 MiB): a million rows' key index fits
 
 
 class Run:
@@ -108,7 +110,7 @@ def score(args: argparse.Namespace, run: Run) -> None:
     requested = [RequestedOutput(n.strip()) for n in (args.outputs or "").split(",") if n.strip()]
     wanted = [name for name, _ in requested_outputs(resolved, requested or None)]
     specs = [s for name in wanted for s in resolved.signature.outputs if s.name == name]
-    engine = connect(args.db)
+    engine = connect(args.db, cache_mib=SQLITE_CACHE_MIB)
     table = ensure_table(engine, args.table or default_table_name(resolved.name), specs)
     url = engine.url.render_as_string(hide_password=True)
     run.target = f"{resolved.tag} -> {table.name} ({url})"
@@ -128,9 +130,11 @@ def score(args: argparse.Namespace, run: Run) -> None:
             )  # fmt: skip
         else:
             chunks = local_chunks(args, resolved, estimator, plan, specs, connection)
+        # commits chunk i on its thread while chunk i + 1 is read and predicted; leaving waits
+        # for every chunk handed over (also on a malformed row: the chunks before it stay)
+        writer = stack.enter_context(ChunkWriter(engine, table, on_commit=run.committed))
         for columns in stack.enter_context(closing(chunks)):
-            write_columns(engine, table, stamped(resolved, columns))
-            run.committed(len(columns["key"]))
+            writer.put(stamped(resolved, columns))
 
 
 def local_chunks(

@@ -11,8 +11,9 @@ inputs[0] is read from the raw bytes after the JSON header (`np.frombuffer`), an
 
     python bench/ceiling.py --models-dir DIR --port N   # serves DIR/*.joblib
 
-With ``--grpc-port M`` it also starts grpc_ceiling.py (a do-nothing gRPC server, no model) on M,
-as a child process: the benchmark's gRPC ceiling lives and dies with this one.
+With ``--grpc-port M`` it also starts grpc_ceiling.py on M (``grpc.aio``: parse, ``np.frombuffer``,
+``predict``, answer; the same models) as a child process: the benchmark's gRPC ceiling lives and
+dies with this one.
 """
 
 from __future__ import annotations
@@ -114,6 +115,7 @@ def main() -> None:
     if args.grpc_port:
         script = Path(__file__).with_name("grpc_ceiling.py")
         argv = [sys.executable, str(script), "--host", args.host, "--port", str(args.grpc_port)]
+        argv += ["--models-dir", str(args.models_dir)]
         grpc_server = subprocess.Popen(argv, stdin=subprocess.DEVNULL)
     for path in sorted(args.models_dir.glob("*.joblib")):
         MODELS[path.stem] = joblib.load(path)

@@ -1,43 +1,51 @@
-"""The gRPC "ceiling": a do-nothing ``inference.GRPCInferenceService`` on ``grpc.aio``.
+"""The gRPC "ceiling": the least ``inference.GRPCInferenceService`` on ``grpc.aio`` that answers.
 
-``ModelInfer`` parses the request (protobuf) and answers a response built once per (model,
-rows) and kept serialised: ``predict``, INT64 zeros, one per row, as ``raw_output_contents``.
-No model, no validation, no logging: what it measures is gRPC itself and the load generator
-(bench/grpc_load.py) on this machine, the most any Python gRPC server could answer here. Unlike
-the HTTP ceiling (ceiling.py), it does not predict.
+``ModelInfer`` does the work every server must do, and nothing else: parse the
+``ModelInferRequest`` (protobuf), read ``raw_input_contents[0]`` with ``np.frombuffer`` (the
+datatype's little-endian dtype, the request's shape), ``predict`` on the model's estimator
+inline, and answer ``predict`` as ``raw_output_contents``, serialised per call. No validation,
+no batching, no metrics, no logging: what a real server adds shows up as the gap to this one, as
+for the HTTP ceiling (ceiling.py). Without ``--models-dir`` (or for a model it does not have) it
+answers INT64 zeros, one per row: gRPC in Python and the load generator alone.
 
-    python bench/grpc_ceiling.py --port N     # ceiling.py --grpc-port N starts it
+    python bench/grpc_ceiling.py --port N [--models-dir DIR]   # ceiling.py --grpc-port N starts it
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+from pathlib import Path
 from typing import Any
 
 import grpc
+import numpy as np
 from grpc_load import stubs  # the project's generated messages, without adapters/__init__
 
 pb, _ = stubs()
 
 SERVICE = "inference.GRPCInferenceService"
-_ANSWERS: dict[tuple[str, int], bytes] = {}
-
-
-def _answer(model: str, rows: int) -> bytes:
-    response = pb.ModelInferResponse(model_name=model, model_version="1")
-    response.outputs.add(name="predict", datatype="INT64", shape=[rows])
-    response.raw_output_contents.append(bytes(8 * rows))
-    return bytes(response.SerializeToString())
+MODELS: dict[str, Any] = {}
+_DTYPES = {"FP64": "<f8", "FP32": "<f4", "INT64": "<i8", "INT32": "<i4"}
+_DATATYPES = {"int64": "INT64", "int32": "INT32", "float64": "FP64", "float32": "FP32"}
 
 
 async def model_infer(request: Any, context: grpc.aio.ServicerContext) -> bytes:
-    rows = request.inputs[0].shape[0] if request.inputs and request.inputs[0].shape else 1
-    key = (request.model_name, rows)
-    answer = _ANSWERS.get(key)
-    if answer is None:
-        answer = _ANSWERS[key] = _answer(*key)
-    return answer
+    tensor = request.inputs[0]
+    shape = list(tensor.shape)
+    model = MODELS.get(request.model_name)
+    if model is None or not request.raw_input_contents:
+        y = np.zeros(shape[0] if shape else 1, dtype=np.int64)
+    else:
+        dtype = _DTYPES.get(tensor.datatype, "<f8")
+        x = np.frombuffer(request.raw_input_contents[0], dtype=dtype).reshape(shape)
+        y = np.asarray(model.predict(x))
+    response = pb.ModelInferResponse(model_name=request.model_name, model_version="1")
+    response.outputs.add(
+        name="predict", datatype=_DATATYPES.get(y.dtype.name, "BYTES"), shape=list(y.shape)
+    )
+    response.raw_output_contents.append(y.astype(y.dtype.newbyteorder("<")).tobytes())
+    return bytes(response.SerializeToString())
 
 
 async def server_ready(request: Any, context: grpc.aio.ServicerContext) -> Any:
@@ -83,8 +91,20 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--models-dir", type=Path, help="serves DIR/*.joblib (ceiling.py's)")
+    parser.add_argument("--loop", choices=("asyncio", "uvloop"), default="uvloop")
     args = parser.parse_args()
-    asyncio.run(serve(args.host, args.port))
+    if args.models_dir is not None:
+        import joblib
+
+        for path in sorted(args.models_dir.glob("*.joblib")):
+            MODELS[path.stem] = joblib.load(path)
+    if args.loop == "uvloop":
+        import uvloop
+
+        uvloop.run(serve(args.host, args.port))
+    else:
+        asyncio.run(serve(args.host, args.port))
 
 
 if __name__ == "__main__":

@@ -5,9 +5,13 @@ over P processes, each with its own ``grpc.aio`` channel(s): one TCP connection 
 the streams of a process multiplexed over it. The ``ModelInferRequest`` (``raw_input_contents``,
 little-endian) is serialised once, in the parent, and sent as the same bytes on every call;
 answers are not parsed under load (status only). ``ghz`` would be the usual tool, but it is not
-packaged in Debian and ``go install`` needs the Go module proxy, out of reach here.
+packaged in Debian and ``go install`` needs the Go module proxy, out of reach here. ``make bench``
+measures gRPC with h2load (C, one core: bench/load.py, ``run_h2load``), which outpaces this
+Python client; this one stays for ``--grpc-tool grpc_load`` and for the preflight, which checks
+a real answer (h2load cannot read gRPC's status) and writes the request h2load sends.
 
-    python bench/grpc_load.py preflight --target 127.0.0.1:8001 --model iris --data x.npy
+    python bench/grpc_load.py preflight --target 127.0.0.1:8001 --model iris --data x.npy \\
+        [--write-body body.grpc]     # the framed request, for h2load (load.py, run_h2load)
     python bench/grpc_load.py run --target 127.0.0.1:8001 --model iris --data x.npy \\
         --input-name input-0 --streams 64 --duration 10 --warmup 3
 
@@ -106,7 +110,15 @@ def _predictions(response: Any) -> tuple[list[int], list[Any]]:
     return shape, list(getattr(output.contents, field))
 
 
-async def _preflight(target: str, model: str, datatype: str, matrix: Any) -> dict[str, Any]:
+def framed(message: bytes) -> bytes:
+    """A gRPC message on the wire (length-prefixed, uncompressed): what h2load sends as the body
+    of ``POST /inference.GRPCInferenceService/ModelInfer``."""
+    return b"\x00" + len(message).to_bytes(4, "big") + message
+
+
+async def _preflight(
+    target: str, model: str, datatype: str, matrix: Any, body_out: Path | None = None
+) -> dict[str, Any]:
     import grpc
 
     pb, pb_grpc = stubs()
@@ -124,6 +136,8 @@ async def _preflight(target: str, model: str, datatype: str, matrix: Any) -> dic
         except grpc.aio.AioRpcError:
             pass
         body = build_request(model, name, datatype, matrix)
+        if body_out is not None:  # h2load's body: the very request checked here
+            body_out.write_bytes(framed(body))
         infer = channel.unary_unary(METHOD)  # bytes in, bytes out: the load path's own call
         try:
             answer = await infer(body, timeout=30)
@@ -291,12 +305,15 @@ def main() -> int:
     parser.add_argument("--channels-per-process", type=int, default=1)
     parser.add_argument("--warmup", type=float, default=1.0, help="s, not measured")
     parser.add_argument("--duration", type=float, default=10.0, help="s, measured")
+    parser.add_argument("--write-body", type=Path, help="preflight: the framed request, for h2load")
     args = parser.parse_args()
     import numpy as np
 
     matrix = np.load(args.data)
     if args.mode == "preflight":
-        out = asyncio.run(_preflight(args.target, args.model, args.datatype, matrix))
+        out = asyncio.run(
+            _preflight(args.target, args.model, args.datatype, matrix, args.write_body)
+        )
     else:
         if args.streams < 1 or args.duration <= 0 or args.warmup < 0:
             parser.error("--streams and --duration must be positive, --warmup not negative")

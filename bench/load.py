@@ -1,5 +1,5 @@
-"""Load generators: wrk (primary) and hey (cross-check) for HTTP, grpc_load.py for gRPC; each
-run bounded in time."""
+"""Load generators: wrk (primary) and hey (cross-check) for HTTP, h2load (or grpc_load.py) for
+gRPC; each run bounded in time."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 GRPC_LOAD = Path(__file__).resolve().with_name("grpc_load.py")
+GRPC_METHOD = "/inference.GRPCInferenceService/ModelInfer"
 
 # wrk's own summary, printed by the Lua done() hook as one machine-readable line.
 # The body is read in binary mode and sent as-is (Lua strings are 8-bit clean), so binary
@@ -157,18 +158,24 @@ def _benchjson(out: str) -> dict[str, Any] | None:
     return None if line is None else dict(json.loads(line.removeprefix("BENCHJSON ")))
 
 
-def _grpc_argv(mode: str, target: str, model: str, data: Path, datatype: str) -> list[str]:
+def _grpc_argv(
+    mode: str, target: str, model: str, data: Path, datatype: str, body_out: Path | None = None
+) -> list[str]:
     # the same interpreter as the benchmark: the project's venv, with grpcio and the stubs
     opts = ["--target", target, "--model", model, "--data", str(data), "--datatype", datatype]
+    if body_out is not None:
+        opts += ["--write-body", str(body_out)]
     return [sys.executable, str(GRPC_LOAD), mode, *opts]
 
 
 def grpc_preflight(
-    target: str, model: str, data: Path, datatype: str
+    target: str, model: str, data: Path, datatype: str, body_out: Path | None = None
 ) -> tuple[str | None, dict[str, Any]]:
     """(None, {input_name, request_bytes, shape, data}) from one ModelInfer, after waiting up to
-    30 s for the connection; else (what went wrong, {})."""
-    code, out = _run(_grpc_argv("preflight", target, model, data, datatype), timeout_s=90)
+    30 s for the connection; else (what went wrong, {}). With `body_out`, the framed request
+    (h2load's body) is written there."""
+    argv = _grpc_argv("preflight", target, model, data, datatype, body_out)
+    code, out = _run(argv, timeout_s=90)
     try:
         answer = _benchjson(out)
     except ValueError:
@@ -213,4 +220,69 @@ def run_grpc(
     res.errors_by_code = {str(k): int(v) for k, v in stats["errors"].items()}
     res.non_2xx = sum(res.errors_by_code.values())
     res.processes = int(stats["processes"])
+    return res
+
+
+_H2_RPS = re.compile(r"finished in [0-9.]+s, ([0-9.]+) req/s")
+_H2_STATUS = re.compile(r"status codes: (\d+) 2xx, (\d+) 3xx, (\d+) 4xx, (\d+) 5xx")
+_H2_FAILED = re.compile(r"requests: \d+ total, \d+ started, \d+ done, \d+ succeeded, (\d+) failed")
+_GRPC_STATUS = re.compile(r"^grpc-status: *(\d+)", re.MULTILINE | re.IGNORECASE)
+
+
+def h2load_shape(streams: int) -> tuple[int, int]:
+    """(connections, streams per connection) for `streams` concurrent calls: up to 8
+    connections, the rest multiplexed (64 -> 8 x 8, 16 -> 8 x 2, 1 -> 1 x 1)."""
+    connections = min(8, streams)
+    while streams % connections:
+        connections -= 1
+    return connections, streams // connections
+
+
+def grpc_status(target: str, body: Path) -> str | None:
+    """One ModelInfer with curl (HTTP/2 without TLS): None if it answers grpc-status 0, else what
+    it answered. h2load counts a gRPC error as HTTP 200, so every h2load run is followed by one."""
+    argv = ["curl", "-s", "-S", "--max-time", "10", "--http2-prior-knowledge", "-D", "-"]
+    argv += ["-o", "/dev/null", "-H", "content-type: application/grpc", "-H", "te: trailers"]
+    argv += ["--data-binary", f"@{body}", f"http://{target}{GRPC_METHOD}"]
+    code, out = _run(argv, timeout_s=20)
+    found = _GRPC_STATUS.search(out)
+    if code == 0 and found and found.group(1) == "0":
+        return None
+    return f"curl exit {code}, grpc-status {found.group(1) if found else 'none'}"
+
+
+def run_h2load(
+    target: str, body: Path, streams: int, warmup_s: float, duration_s: float
+) -> LoadResult:
+    """h2load (one thread) posting the framed ModelInferRequest `body` on `streams` concurrent
+    HTTP/2 streams (see h2load_shape) for `warmup_s` + `duration_s`; percentiles from its
+    per-request log (the measured window only); then one call checked for grpc-status 0."""
+    connections, per_connection = h2load_shape(streams)
+    log_file = body.with_suffix(f".h2load-{streams}.log")
+    log_file.unlink(missing_ok=True)
+    argv = ["h2load", "-t", "1", "-c", str(connections), "-m", str(per_connection)]
+    argv += ["-D", f"{duration_s:g}", f"--warm-up-time={warmup_s:g}", "-d", str(body)]
+    argv += ["-H", "content-type: application/grpc", "-H", "te: trailers"]
+    argv += [f"--log-file={log_file}", f"http://{target}{GRPC_METHOD}"]
+    code, out = _run(argv, timeout_s=warmup_s + duration_s + 60)
+    res = LoadResult("h2load", streams, duration_s, raw=out, processes=1)
+    rps, status = _H2_RPS.search(out), _H2_STATUS.search(out)
+    if code != 0 or rps is None or status is None or not log_file.exists():
+        res.error = f"h2load exit {code}"
+        return res
+    import numpy as np
+
+    # each line: start (us since the epoch), HTTP status, duration (us)
+    rows = np.loadtxt(log_file, dtype=np.int64, ndmin=2)
+    log_file.unlink()
+    ok = rows[rows[:, 1] == 200, 2] if rows.size else np.zeros(0, dtype=np.int64)
+    res.rps = float(rps.group(1))
+    res.requests = int(ok.size)
+    if ok.size:
+        res.p50_ms, res.p99_ms = (float(v) / 1000 for v in np.percentile(ok, [50, 99]))
+    failed = _H2_FAILED.search(out)
+    res.non_2xx = sum(int(n) for n in status.groups()[1:])
+    res.socket_errors = int(failed.group(1)) if failed else 0
+    if (problem := grpc_status(target, body)) is not None:
+        res.error = f"after h2load: {problem}"
     return res

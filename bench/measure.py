@@ -28,6 +28,7 @@ class Plan:
     work: Path  # payloads and wrk scripts go here
     logs: Path  # one server log per launch
     grpc_processes: int | None = None  # grpc_load processes; None: min(streams, CPUs)
+    grpc_tool: str = "h2load"  # or "grpc_load" (bench/grpc_load.py)
 
 
 # hey prints a p99 from 100 requests on; small cases keep a margin, large ones (tens of ms each)
@@ -141,15 +142,17 @@ def _grpc_cells_for(
     matrix: setup_env.Matrix,
     seen: dict[str, tuple[str, list[Any]]],
 ) -> list[dict[str, Any]]:
-    """A gRPC scenario: preflight (one prediction per row; the same predictions as over HTTP),
-    then grpc_load.py at each concurrency (its warm-up included)."""
+    """A gRPC scenario: preflight (one prediction per row; the same predictions as over HTTP;
+    it writes h2load's body), then h2load or grpc_load.py at each concurrency (its warm-up
+    included)."""
     sc = SCENARIOS[scenario]
     data_path = plan.work / f"{sc.matrix}.npy"
     if not data_path.exists():
         np.save(data_path, matrix)
     cell: dict[str, Any] = {"round": rnd, "server": spec.name, "scenario": scenario}
     concurrency = plan.concurrency[scenario]
-    problem, answer = load.grpc_preflight(target, sc.model, data_path, sc.datatype)
+    body = plan.work / f"{spec.name}-{scenario}.grpc"
+    problem, answer = load.grpc_preflight(target, sc.model, data_path, sc.datatype, body)
     if not problem and (answer["shape"][:1] != [sc.rows] or len(answer["data"]) != sc.rows):
         problem = f"preflight: output shape {answer['shape']} for {sc.rows} rows"
     if problem:
@@ -162,21 +165,24 @@ def _grpc_cells_for(
         log(f"  {spec.name} {scenario}: {cell['mismatch']}")
     cells = []
     for conns in concurrency:
-        res = load.run_grpc(
-            target,
-            sc.model,
-            data_path,
-            sc.datatype,
-            answer["input_name"],
-            conns,
-            plan.warmup_s,
-            plan.duration_s,
-            plan.grpc_processes,
-        )
+        if plan.grpc_tool == "h2load":
+            res = load.run_h2load(target, body, conns, plan.warmup_s, plan.duration_s)
+        else:
+            res = load.run_grpc(
+                target,
+                sc.model,
+                data_path,
+                sc.datatype,
+                answer["input_name"],
+                conns,
+                plan.warmup_s,
+                plan.duration_s,
+                plan.grpc_processes,
+            )
         loadavg = os.getloadavg()[0]
         cells.append({**cell, "connections": conns, "grpc": res.to_dict(), "loadavg_1m": loadavg})
         log(
-            f"  {spec.name} {scenario} c={conns}: grpc_load {res.rps or 0:.0f} req/s "
+            f"  {spec.name} {scenario} c={conns}: {res.tool} {res.rps or 0:.0f} req/s "
             f"p50 {res.p50_ms or 0:.2f} p99 {res.p99_ms or 0:.2f} ms "
             f"({res.processes} processes) | non-OK {res.non_2xx}"
             + (f" {res.errors_by_code}" if res.errors_by_code else "")
@@ -186,6 +192,7 @@ def _grpc_cells_for(
 
 
 UNSUPPORTED = "n/a: no binary tensor data extension"
+NO_GRPC = "n/a: no gRPC server"
 
 
 def measure_server(
@@ -196,10 +203,12 @@ def measure_server(
     cells: list[dict[str, Any]] = []
     scenarios = [] if spec.startup_only else plan.scenarios
     # Binary scenarios on a server without the extension: recorded as n/a, not run.
-    unsupported = [s for s in scenarios if SCENARIOS[s].binary and not spec.binary]
+    why = {s: UNSUPPORTED for s in scenarios if SCENARIOS[s].binary and not spec.binary}
+    why |= {s: NO_GRPC for s in scenarios if SCENARIOS[s].grpc and not spec.grpc}
+    unsupported = list(why)
     cells += [
         {"round": rnd, "server": spec.name, "scenario": s, "connections": c}
-        | {"unsupported": UNSUPPORTED}
+        | {"unsupported": why[s]}
         for s in unsupported
         for c in plan.concurrency[s]
     ]

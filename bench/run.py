@@ -1,7 +1,11 @@
-"""Side-by-side benchmark: our BentoML V2 server vs MLServer 1.7.1 vs a bare "ceiling".
+"""Side-by-side benchmark: our BentoML V2 server vs its peers vs a bare "ceiling".
 
-One server at a time, interleaved over rounds; wrk measures, hey cross-checks; gRPC scenarios
-are measured with bench/grpc_load.py.
+The peers: MLServer 1.7.1 with its defaults (``mlserver``) and as its own benchmark runs it
+(``mlserver-tuned``: adaptive batching, 2 parallel workers), and KServe's Python ModelServer
+(``kserve``: its sklearnserver's model class). Every ratio is against the best peer of each
+case. One server at a time, interleaved over rounds; wrk measures, hey cross-checks; gRPC
+scenarios are measured with h2load (or bench/grpc_load.py: --grpc-tool grpc_load). Charts (SVG)
+beside the report.
 Run from anywhere with the project's venv:  .venv/bin/python bench/run.py [--quick]
 """
 
@@ -14,16 +18,26 @@ import shutil
 import signal
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NoReturn
 
+import charts
 import measure
 import report
 import servers
 import setup_env
 from setup_env import BENCH_DIR, SCENARIOS, log
 
-ALL_SERVERS = ("ours-inprocess", "ours-runner", "mlserver", "ceiling", "bentoml-floor")
+ALL_SERVERS = (
+    "ours-inprocess",
+    "ours-runner",
+    "mlserver",
+    "mlserver-tuned",
+    "kserve",
+    "ceiling",
+    "bentoml-floor",
+)
 # --quick leaves out the model-bound forest-8192x20 pair (~15 s per cell at c=1) to stay near
 # 4-5 min; the transport-bound linear pair stays in.
 QUICK_SCENARIOS = tuple(s for s in SCENARIOS if not s.startswith("forest-8192"))
@@ -59,6 +73,12 @@ def parse_args() -> argparse.Namespace:
         "--grpc-processes",
         type=int,
         help="grpc_load processes, streams split over them (default: min(streams, CPUs))",
+    )
+    p.add_argument(
+        "--grpc-tool",
+        choices=("h2load", "grpc_load"),
+        default="h2load",
+        help="gRPC load: h2load (nghttp2-client, C, one thread) or bench/grpc_load.py (Python)",
     )
     p.add_argument("--servers", default=",".join(ALL_SERVERS))
     p.add_argument("--scenarios", help=f"default: {','.join(SCENARIOS)}")
@@ -112,11 +132,6 @@ def server_specs(
         "OIP_GRPC_PORT": "{grpc_port}",  # not the default 8001: another server may hold it
         "OIP_GRPC_HOST": "127.0.0.1",
     }
-    repo = work / "mlserver-repo"
-
-    def prepare_mlserver(port: int, grpc_port: int) -> None:
-        setup_env.write_mlserver_settings(repo, port, grpc_port, servers.free_port())
-
     (work / "mlserver-cwd").mkdir(exist_ok=True)
     specs = {
         f"ours-{placement}": servers.ServerSpec(
@@ -127,21 +142,30 @@ def server_specs(
         )
         for placement in ("inprocess", "runner")
     }
-    specs["mlserver"] = servers.ServerSpec(
-        name="mlserver",
-        argv=[str(mlserver), "start", str(repo)],
-        cwd=work / "mlserver-cwd",
-        prepare=prepare_mlserver,
-        binary=False,  # MLServer 1.7.1 has no binary tensor data extension
+    for name, tuned in (("mlserver", False), ("mlserver-tuned", True)):
+        repo = work / f"{name}-repo"
+        setup_env.write_mlserver_repo(repo, work / "joblib", tuned=tuned)
+        specs[name] = servers.ServerSpec(
+            name=name,
+            argv=[str(mlserver), "start", str(repo)],
+            cwd=work / "mlserver-cwd",
+            prepare=_mlserver_settings(repo, tuned),
+            binary=False,  # MLServer 1.7.1 has no binary tensor data extension
+        )
+    kserve_args = f"--models-dir {work / 'joblib'} --port {{port}}"
+    specs["kserve"] = servers.ServerSpec(
+        name="kserve",
+        argv=[sys.executable, str(BENCH_DIR / "kserve_server.py"), *kserve_args.split()],
+        cwd=BENCH_DIR,
+        grpc=False,  # KServe binds its gRPC server to every interface: left off
     )
-    ceiling_args = f"--models-dir {work / 'joblib'} --port {{port}}"
+    ceiling_args = f"--models-dir {work / 'joblib'} --port {{port}}"  # gRPC's too: it predicts
     if any(SCENARIOS[s].grpc for s in args.scenarios):  # a second process: grpc_ceiling.py
         ceiling_args += " --grpc-port {grpc_port}"
     specs["ceiling"] = servers.ServerSpec(
         name="ceiling",
         argv=[sys.executable, str(BENCH_DIR / "ceiling.py"), *ceiling_args.split()],
         cwd=BENCH_DIR,
-        grpc_predicts=False,  # the gRPC ceiling answers zeros
     )
     specs["bentoml-floor"] = servers.ServerSpec(  # bentoml serve + scikit-learn, nothing of ours
         name="bentoml-floor",
@@ -151,6 +175,13 @@ def server_specs(
         startup_only=True,
     )
     return specs
+
+
+def _mlserver_settings(repo: Path, tuned: bool) -> Callable[[int, int], None]:
+    def prepare(port: int, grpc_port: int) -> None:
+        setup_env.write_mlserver_settings(repo, port, grpc_port, servers.free_port(), tuned=tuned)
+
+    return prepare
 
 
 def _on_sigterm(signum: int, frame: object) -> NoReturn:
@@ -179,7 +210,6 @@ def main() -> int:
             setup_env.ensure_load_tools()
             mlserver = setup_env.ensure_mlserver_venv()
         tags = setup_env.train_and_export(project, work / "bentoml-home", work / "joblib")
-        setup_env.write_mlserver_repo(work / "mlserver-repo", work / "joblib")
         (work / "payloads").mkdir()
         concurrency = {
             s: args.large_concurrency if SCENARIOS[s].large else args.concurrency
@@ -196,6 +226,7 @@ def main() -> int:
             work=work / "payloads",
             logs=out / "logs",
             grpc_processes=args.grpc_processes,
+            grpc_tool=args.grpc_tool,
         )
         data = setup_env.scenario_data()
         specs = server_specs(args, work, mlserver)
@@ -215,6 +246,7 @@ def main() -> int:
             "warmup_s": args.warmup,
             "hey_duration_s": args.hey_duration,
             "grpc_processes": args.grpc_processes,
+            "grpc_tool": args.grpc_tool,
             "model_tags": tags,
         }
         cell_s = args.warmup + args.duration + args.hey_duration * 1.3
@@ -236,7 +268,7 @@ def main() -> int:
                 cells.extend(new_cells)
                 raw = {"meta": meta, "launches": launches, "cells": cells}
                 (out / "raw.json").write_text(json.dumps(raw, indent=1))
-        text = report.markdown(meta, cells, launches)
+        text = report.markdown(meta, cells, launches, charts.write(meta, cells, launches, out))
         (out / "results.md").write_text(text)
         print(text)
         log(f"wrote {out / 'results.md'} and {out / 'raw.json'}")

@@ -1,7 +1,8 @@
 """Batch scoring throughput: N iris rows (1 M by default) through score.py's engines, local and
 Ray, against the floor, the estimator's own ``predict`` on the whole array in memory.
 
-    .venv/bin/python bench/score.py [--rows 1000000] [--chunk-rows 50000] [--db URL] [--no-ray]
+    .venv/bin/python bench/score.py [--rows 1000000] [--chunk-rows 50000] [--db URL | --postgres]
+                                    [--no-ray]
 
 Everything lives in a temporary directory, removed at the end: a BentoML store with one iris
 version (train.py's recipe), a CSV of ``id`` + 4 features (iris rows resampled with noise, seed
@@ -108,12 +109,21 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--chunk-rows", type=int, default=score.DEFAULT_CHUNK_ROWS)
     parser.add_argument("--db", help="a SQLAlchemy URL (default: SQLite in a temporary file)")
+    parser.add_argument(
+        "--postgres", action="store_true", help="--db: a throwaway server (tests/postgres.py)"
+    )
     parser.add_argument("--no-ray", action="store_true", help="the local engine only")
     args = parser.parse_args()
 
     print(f"{dt.date.today()}  {os.cpu_count()} CPUs  {args.rows:,} iris rows")
     try:
-        run(args)
+        if args.postgres:
+            from tests import postgres
+
+            with postgres.start() as args.db:
+                run(args)
+        else:
+            run(args)
     finally:
         shutil.rmtree(WORK, ignore_errors=True)
 

@@ -46,6 +46,8 @@ class ServerSpec:
     prepare: Callable[[int, int], None] | None = None
     # Speaks Triton's binary tensor data extension; if not, binary scenarios are n/a.
     binary: bool = True
+    # Serves gRPC here; if not, gRPC scenarios are n/a.
+    grpc: bool = True
     # Its gRPC ModelInfer predicts (the gRPC ceiling answers zeros): its gRPC predictions must
     # equal its HTTP ones on the same data.
     grpc_predicts: bool = True

@@ -42,7 +42,7 @@ class Scenario:
     # Key of the request matrix in scenario_data(): both encodings of a case share it, so they
     # send the very same numbers.
     matrix: str = ""
-    # gRPC (ModelInfer, raw_input_contents) with bench/grpc_load.py instead of HTTP with wrk/hey
+    # gRPC (ModelInfer, raw_input_contents) with h2load instead of HTTP with wrk/hey
     grpc: bool = False
 
     @property
@@ -102,8 +102,9 @@ def _run(
 
 
 def ensure_load_tools() -> None:
-    """wrk and hey from Debian; h2load is not needed since hey is packaged."""
-    missing = [t for t in ("wrk", "hey") if shutil.which(t) is None]
+    """wrk, hey and h2load (nghttp2-client: gRPC load) from Debian; curl checks gRPC statuses."""
+    packages = {"wrk": "wrk", "hey": "hey", "h2load": "nghttp2-client", "curl": "curl"}
+    missing = [p for t, p in packages.items() if shutil.which(t) is None]
     if not missing:
         return
     log(f"installing {' '.join(missing)} with apt-get")
@@ -163,8 +164,16 @@ def train_and_export(project: Path, bentoml_home: Path, out: Path) -> dict[str, 
     return dict(json.loads(exported.strip().splitlines()[-1]))
 
 
-def write_mlserver_repo(repo: Path, joblib_dir: Path) -> None:
-    """One folder per model with model-settings.json pointing at the joblib file."""
+MLSERVER_TUNED = {"parallel_workers": 2}
+"""MLServer as its own benchmark runs it (``benchmarking/`` in its repository): inference in 2
+worker processes, adaptive batching of up to 64 requests waiting at most 5 ms (uvicorn picks
+httptools and uvloop, both installed, either way)."""
+MLSERVER_TUNED_MODEL = {"max_batch_size": 64, "max_batch_time": 0.005}
+
+
+def write_mlserver_repo(repo: Path, joblib_dir: Path, *, tuned: bool = False) -> None:
+    """One folder per model with model-settings.json pointing at the joblib file; ``tuned``:
+    with MLServer's benchmark settings (``MLSERVER_TUNED_MODEL``)."""
     for name in MODELS:
         model_dir = repo / name
         model_dir.mkdir(parents=True, exist_ok=True)
@@ -172,18 +181,21 @@ def write_mlserver_repo(repo: Path, joblib_dir: Path) -> None:
             "name": name,
             "implementation": "mlserver_sklearn.SKLearnModel",
             "parameters": {"uri": str(joblib_dir / f"{name}.joblib"), "version": "v1"},
-        }
+        } | (MLSERVER_TUNED_MODEL if tuned else {})
         (model_dir / "model-settings.json").write_text(json.dumps(settings, indent=2))
 
 
-def write_mlserver_settings(repo: Path, http_port: int, grpc_port: int, metrics_port: int) -> None:
-    """Default settings except ports and host, so nothing clashes or listens outside loopback."""
+def write_mlserver_settings(
+    repo: Path, http_port: int, grpc_port: int, metrics_port: int, *, tuned: bool = False
+) -> None:
+    """Default settings except ports and host, so nothing clashes or listens outside loopback;
+    ``tuned``: with MLServer's benchmark settings (``MLSERVER_TUNED``)."""
     settings = {
         "host": "127.0.0.1",
         "http_port": http_port,
         "grpc_port": grpc_port,
         "metrics_port": metrics_port,
-    }
+    } | (MLSERVER_TUNED if tuned else {})
     (repo / "settings.json").write_text(json.dumps(settings, indent=2))
 
 
@@ -257,7 +269,8 @@ def _output(argv: list[str]) -> str:
 
 
 def host_facts() -> dict[str, object]:
-    """Date-independent facts for the report header: CPU, nproc, kernel, versions."""
+    """Date-independent facts for the report header: the commit measured, CPU, nproc, kernel,
+    versions."""
     cpu = "unknown"
     with open("/proc/cpuinfo", encoding="utf-8") as f:
         for line in f:
@@ -266,17 +279,21 @@ def host_facts() -> dict[str, object]:
                 break
     probe = "import importlib.metadata as m; print(m.version('mlserver'))"
     mlserver = _output([str(MLSERVER_VENV / "bin/python"), "-c", probe]) or "?"
-    tools = _output(["dpkg-query", "-W", "-f", "${Package} ${Version}, ", "wrk", "hey"])
+    packages = ["wrk", "hey", "nghttp2-client"]  # nghttp2-client: h2load
+    tools = _output(["dpkg-query", "-W", "-f", "${Package} ${Version}, ", *packages])
     versions = ", ".join(
         [
             f"bentoml {importlib.metadata.version('bentoml')}",
             f"mlserver {mlserver}",
+            f"kserve {importlib.metadata.version('kserve')}",
             f"scikit-learn {importlib.metadata.version('scikit-learn')}",
             f"grpcio {importlib.metadata.version('grpcio')} (grpc_load, grpc_ceiling)",
             tools.rstrip(", "),
         ]
     )
+    commit = _output(["git", "-C", str(BENCH_DIR), "describe", "--always", "--dirty"]) or "?"
     return {
+        "commit": commit,
         "nproc": len(os.sched_getaffinity(0)),
         "cpu_model": cpu,
         "kernel": platform.release(),

@@ -21,6 +21,7 @@ import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -53,6 +54,25 @@ class Store:
 
     home: Path
     tags: dict[str, list[str]]
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Any]:
+    """A predictions database: a SQLite file, then the real PostgreSQL server of the module
+    (which imports the ``postgres_url`` fixture); ``iris_predictions`` is dropped after."""
+    import sqlalchemy as sa
+
+    from adapters.batch.predictions import connect
+
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'predictions.db'}"
+    else:
+        url = request.getfixturevalue("postgres_url")
+    engine = connect(url)
+    yield engine
+    with engine.begin() as connection:
+        connection.execute(sa.text("DROP TABLE IF EXISTS iris_predictions"))
+    engine.dispose()
 
 
 @pytest.fixture(scope="session")

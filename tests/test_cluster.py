@@ -17,16 +17,13 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import grpc
-import numpy as np
 import psutil
 import pytest
 
-from adapters.grpc.generated import grpc_service_pb2 as pb
-from adapters.grpc.generated import grpc_service_pb2_grpc as pb_grpc
 from bench.load import write_wrk_script
 from deploy.cluster import haproxy, replicas
 
+from .clients import ours
 from .conftest import Store, free_port
 
 ROW = {"inputs": [{"name": "input-0", "shape": [1, 4], "datatype": "FP64", "data": [1, 2, 3, 4]}]}
@@ -134,12 +131,8 @@ def wrk_summary(output: str) -> dict[str, int]:
 
 def infer_over_grpc(address: str) -> str:
     """One ModelInfer through HAProxy's gRPC frontend; the model that answered."""
-    row = np.asarray(ROW["inputs"][0]["data"], dtype=np.float64).tobytes()
-    tensor = pb.ModelInferRequest.InferInputTensor(name="input-0", datatype="FP64", shape=[1, 4])
-    request = pb.ModelInferRequest(model_name="iris", inputs=[tensor], raw_input_contents=[row])
-    with grpc.insecure_channel(address) as channel:
-        answer = pb_grpc.GRPCInferenceServiceStub(channel).ModelInfer(request, timeout=30)
-    return str(answer.model_name)
+    answer = ours.run("infer", address, "iris", json.dumps(ROW["inputs"][0]["data"]))
+    return str(answer.get("model_name", answer))
 
 
 def alive(pid: int) -> bool:

@@ -5,6 +5,7 @@ the fast lane and gRPC alike. The rolling restart built on this is ``tests/test_
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -13,16 +14,12 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import grpc
 import httpx
-import numpy as np
 import pytest
 
 from adapters.bento import drain, seams
-from adapters.grpc.generated import grpc_service_pb2 as pb
-from adapters.grpc.generated import grpc_service_pb2_grpc as pb_grpc
-from adapters.grpc.generated import health_pb2, health_pb2_grpc
 
+from .clients import ours
 from .conftest import LiveServer, Store, start_server, stop_server
 from .controlled import ROW, delete, save_held
 from .traffic import Recorded, join_all
@@ -67,7 +64,7 @@ def test_sigterm_drains_then_finishes_what_it_holds(
         # not ready, still serving: a new connection is answered, gRPC health says so too
         answer = httpx.post(f"{server.url}/v2/models/iris/infer", json=ROW)
         assert answer.status_code == 200, answer.text
-        assert grpc_health(server) == health_pb2.HealthCheckResponse.NOT_SERVING
+        assert ours.run("health", server.grpc) == {"status": "NOT_SERVING"}
 
         until(lambda: refused(server.url))  # past the delay: no longer accepting ...
         assert server.process.poll() is None and all(t.is_alive() for t in held)
@@ -99,22 +96,12 @@ def rest(server: LiveServer, results: dict[str, Any]) -> Callable[[], None]:
 
 
 def over_grpc(server: LiveServer, results: dict[str, Any]) -> Callable[[], None]:
-    row = np.asarray(ROW["inputs"][0]["data"], dtype=np.float64).tobytes()
-    tensor = pb.ModelInferRequest.InferInputTensor(name="input-0", datatype="FP64", shape=[1, 4])
-    request = pb.ModelInferRequest(model_name="drained", inputs=[tensor], raw_input_contents=[row])
-
     def call() -> None:
-        with grpc.insecure_channel(server.grpc) as channel:
-            answer = pb_grpc.GRPCInferenceServiceStub(channel).ModelInfer(request, timeout=90)
-        results["grpc"] = answer.model_name
+        row = json.dumps(ROW["inputs"][0]["data"])
+        answer = ours.run("infer", server.grpc, "drained", row)
+        results["grpc"] = answer.get("model_name", answer)
 
     return call
-
-
-def grpc_health(server: LiveServer) -> Any:
-    with grpc.insecure_channel(server.grpc) as channel:
-        stub = health_pb2_grpc.HealthStub(channel)
-        return stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=10).status
 
 
 def in_flight(server: LiveServer) -> dict[str, float]:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -57,19 +56,6 @@ def rows(version: str, predict: list[int], proba: list[list[float]]) -> list[dic
         }
         for i, (p, q) in enumerate(zip(predict, probas, strict=True))
     ]
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'predictions.db'}"
-    else:
-        url = request.getfixturevalue("postgres_url")
-    engine = connect(url)
-    yield engine
-    with engine.begin() as connection:
-        connection.execute(sa.text(f"DROP TABLE IF EXISTS {default_table_name('iris')}"))
-    engine.dispose()
 
 
 def count(engine: Engine, table: str) -> int:

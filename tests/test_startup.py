@@ -10,7 +10,6 @@ import gc
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import bentoml
@@ -54,12 +53,12 @@ def test_a_bad_configuration_stops_the_server_with_one_line(
         str(port),
     ]
     full_env = {**os.environ, "BENTOML_HOME": str(store.home), "OIP_MODELS": "iris,text", **env}
-    start = time.monotonic()
+    # stops rather than hangs: ~3 s on an idle machine, 36 s seen on a loaded one, so the bound
+    # is the subprocess's timeout (TimeoutExpired fails the test), far above either
     done = subprocess.run(
-        cmd, cwd=ROOT, env=full_env, capture_output=True, text=True, timeout=60, check=False
+        cmd, cwd=ROOT, env=full_env, capture_output=True, text=True, timeout=300, check=False
     )
     assert done.returncode != 0
-    assert time.monotonic() - start < 30
     last = (done.stdout + done.stderr).strip().splitlines()[-1]
     assert last.startswith("oip-sklearn: configuration error: ") and message in last, last
     with pytest.raises(httpx.ConnectError):  # nothing left listening

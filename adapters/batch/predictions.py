@@ -73,9 +73,12 @@ def output_values(spec: TensorSpec, array: Array) -> list[Any]:
     return [orjson.dumps(row).decode() for row in array.tolist()]
 
 
-def connect(url: str) -> Engine:
+def connect(url: str, *, cache_mib: int = 0) -> Engine:
     """An engine for ``url``: SQLite (a file in WAL mode: readers beside one writer) or
     PostgreSQL (``postgresql+psycopg://``; a bare ``postgresql://`` uses psycopg 3 too).
+
+    ``cache_mib``: SQLite's page cache per connection, if more than its default 2 MiB (a large
+    table's index pages stay in memory while rows land all over it: ``score.py``).
 
     Raises:
         ValueError: another dialect (the upsert is written for these two).
@@ -94,6 +97,8 @@ def connect(url: str) -> Engine:
         @sa.event.listens_for(engine, "connect")
         def _wal(dbapi_connection: Any, _: Any) -> None:
             dbapi_connection.execute("PRAGMA journal_mode=WAL")
+            if cache_mib:
+                dbapi_connection.execute(f"PRAGMA cache_size={-1024 * int(cache_mib)}")
 
     return engine
 

@@ -8,18 +8,17 @@ REST with the lane on or off, and gRPC ``ModelInfer``. Summed over a pod's gatew
 (``livesum``: the files of stopped workers drop out), it is what a HorizontalPodAutoscaler
 averages per pod (``deploy/kubernetes.yaml``, ``docs/scaling.md``).
 
-The ``model`` label is a served model's name, ``""`` for any other: clients cannot invent
-series. The gauge is created on first use, as :mod:`adapters.http.metrics` explains.
+The ``model`` label is a servable model's name (``OIP_MODELS``), ``""`` for any other: clients
+cannot invent series. The gauge is created on first use, as :mod:`adapters.http.metrics` explains.
 """
 
 from __future__ import annotations
 
 import functools
+from collections.abc import Collection
 from typing import Any
 
 import prometheus_client
-
-from adapters.models.registry import Registry
 
 
 @functools.cache
@@ -36,15 +35,15 @@ def requests_in_flight() -> Any:
 class InFlight:
     """The gauge's series of each served model, cached (``labels()`` is the costly part)."""
 
-    def __init__(self, registry: Registry) -> None:
-        self.registry = registry  # read at each request: a model loaded later counts too
+    def __init__(self, names: Collection[str]) -> None:
+        self.names = frozenset(names)  # what may be served (OIP_MODELS), loaded yet or not
         self.children: dict[str, Any] = {}
-        for name in registry.models:  # at 0 from the start: an autoscaler sees every pod
+        for name in self.names:  # at 0 from the start: an autoscaler sees every pod
             self.of(name)
 
     def of(self, model: str) -> Any:
         """The series of ``model`` (``""`` when it is not served): ``inc()`` and ``dec()``."""
-        label = model if model in self.registry.models else ""
+        label = model if model in self.names else ""
         child = self.children.get(label)
         if child is None:
             child = self.children[label] = requests_in_flight().labels(model=label)

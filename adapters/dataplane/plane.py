@@ -99,7 +99,7 @@ class DataPlane:
         self.shadows = Shadows(
             self.executors, self._record, timeout_s=self.limits.request_timeout_s
         )
-        self.in_flight = InFlight(self.registry)
+        self.in_flight = InFlight(repository.names)
         self.draining = False  # set by drain(): ready() is False from then on
 
     def deadline(self, model: str | None = None) -> Deadline:

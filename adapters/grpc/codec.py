@@ -42,8 +42,11 @@ CONTENTS = {
 }
 
 
-def parameters(message: Any) -> dict[str, Any]:
-    """A protobuf ``map<string, InferParameter>`` as plain Python values."""
+def parameters(message: Any) -> dict[str, Any] | None:
+    """A protobuf ``map<string, InferParameter>`` as plain Python values; None when empty (the
+    usual case, and the cheap one: no iteration)."""
+    if not message:
+        return None
     return {
         key: getattr(value, value.WhichOneof("parameter_choice")) for key, value in message.items()
     }
@@ -63,11 +66,14 @@ def set_parameters(target: Any, values: dict[str, Any] | None) -> None:
             target[key].string_param = str(value)
 
 
+DATATYPES = {kind.value: kind for kind in Datatype}  # a dict lookup, not the enum's call
+
+
 def datatype(name: str, value: str) -> Datatype:
-    try:
-        return Datatype(value)
-    except ValueError:
-        raise InvalidTensor(f"input '{name}': unknown datatype {value[:20]!r}") from None
+    kind = DATATYPES.get(value)
+    if kind is None:
+        raise InvalidTensor(f"input '{name}': unknown datatype {value[:20]!r}")
+    return kind
 
 
 def read_request(request: pb.ModelInferRequest, limits: Limits) -> InferRequest:
@@ -78,33 +84,34 @@ def read_request(request: pb.ModelInferRequest, limits: Limits) -> InferRequest:
         PayloadTooLarge: more elements than ``OIP_MAX_ELEMENTS``.
     """
     start = time.perf_counter_ns()
+    # NOTE: each access to a protobuf field builds a Python object: every field is read once
+    tensors = request.inputs
     raw = request.raw_input_contents
-    if raw and len(raw) != len(request.inputs):
+    if raw and len(raw) != len(tensors):
         raise InvalidTensor(
-            f"{len(raw)} raw_input_contents for {len(request.inputs)} inputs: give one per input"
+            f"{len(raw)} raw_input_contents for {len(tensors)} inputs: give one per input"
         )
-    check_elements(((t.name, list(t.shape)) for t in request.inputs), limits.max_elements)
+    shapes = [(t.name, list(t.shape)) for t in tensors]
+    check_elements(shapes, limits.max_elements)
     inputs = []
-    for index, tensor in enumerate(request.inputs):
-        kind = datatype(tensor.name, tensor.datatype)
-        shape = list(tensor.shape)
+    for index, tensor in enumerate(tensors):
+        name, shape = shapes[index]
+        kind = datatype(name, tensor.datatype)
         if raw:
             data = decode_raw(
-                tensor.name, kind, shape, memoryview(raw[index]), max_bytes=limits.max_bytes_element
+                name, kind, shape, memoryview(raw[index]), max_bytes=limits.max_bytes_element
             )
         else:
-            data = _typed(tensor.name, kind, shape, tensor.contents)
-        inputs.append(Tensor(tensor.name, kind, data, parameters(tensor.parameters) or None))
-    outputs = [
-        RequestedOutput(o.name, parameters(o.parameters) or None) for o in request.outputs
-    ] or None
+            data = _typed(name, kind, shape, tensor.contents)
+        inputs.append(Tensor(name, kind, data, parameters(tensor.parameters)))
+    outputs = [RequestedOutput(o.name, parameters(o.parameters)) for o in request.outputs]
     return InferRequest(
         request.model_name,
         request.model_version or None,
         inputs,
-        outputs,
+        outputs or None,
         request.id or None,
-        parameters(request.parameters) or None,
+        parameters(request.parameters),
         decode_ns=time.perf_counter_ns() - start,
     )
 

@@ -207,6 +207,9 @@ async def serve(
     limits = dataplane.limits
     server = grpc.aio.server(
         interceptors=[BearerTokens(tokens)] if tokens else None,
+        # answers go uncompressed: deflating a few hundred bytes costs more than it saves on
+        # the links a model server sits on (a client's compressed request is still read)
+        compression=grpc.Compression.NoCompression,
         options=[
             ("grpc.max_receive_message_length", limits.max_body_bytes),
             ("grpc.max_send_message_length", limits.max_response_bytes + ENVELOPE_BYTES),
