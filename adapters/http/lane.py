@@ -17,8 +17,6 @@ import time
 from starlette.responses import RedirectResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from adapters.http.routes import infer_path_params
-
 access_log = logging.getLogger("bentoml.access")  # BentoML's own access logger and handlers
 V2_PREFIX = "/v2"
 # NOTE: a relative Location ("v2/docs" from "/"), so that behind a proxy's path prefix the
@@ -28,6 +26,19 @@ ROOT_REDIRECT = RedirectResponse("v2/docs", status_code=307)
 
 def is_v2(path: str) -> bool:
     return path == V2_PREFIX or path.startswith(V2_PREFIX + "/")
+
+
+def infer_path_params(path: str) -> dict[str, str] | None:
+    """The path parameters of ``POST`` to an infer route, as the router would match them
+    (each a non-empty segment), or None for any other path."""
+    if not (path.startswith("/v2/models/") and path.endswith("/infer")):
+        return None
+    parts = path[len("/v2/models/") : -len("/infer")].split("/")
+    if len(parts) == 1 and parts[0]:
+        return {"model_name": parts[0]}
+    if len(parts) == 3 and parts[1] == "versions" and parts[0] and parts[2]:
+        return {"model_name": parts[0], "model_version": parts[2]}
+    return None
 
 
 class V2FastLane:

@@ -285,19 +285,6 @@ def build_app() -> Starlette:
     return app
 
 
-def infer_path_params(path: str) -> dict[str, str] | None:
-    """The path parameters of ``POST`` to an infer route, as the router would match them
-    (each a non-empty segment), or None for any other path."""
-    if not (path.startswith("/v2/models/") and path.endswith("/infer")):
-        return None
-    parts = path[len("/v2/models/") : -len("/infer")].split("/")
-    if len(parts) == 1 and parts[0]:
-        return {"model_name": parts[0]}
-    if len(parts) == 3 and parts[1] == "versions" and parts[0] and parts[2]:
-        return {"model_name": parts[0], "model_version": parts[2]}
-    return None
-
-
 class AnyMethod:
     """An endpoint as a plain ASGI app: Starlette gives a function endpoint with no ``methods``
     just ``GET``, an ASGI app every method (``TRACE``, ``PROPFIND``, ...)."""
