@@ -64,7 +64,7 @@ def untraced(paths: str) -> dict[str, Any]:
     workers=settings.runner_workers,
     runner_connection=RUNNER_CONNECTION,  # one session for the process's life
     **SERVICE_CONFIG,
-    **untraced("/run,/run_one,/ready,/served,/loaded"),
+    **untraced("/run,/ready,/served,/loaded"),
 )
 @with_runner_apis(settings)  # run_<model>: models with batching of their own (OIP_CONFIG)
 class ModelRunner:
@@ -82,12 +82,6 @@ class ModelRunner:
         max_latency_ms=settings.max_latency_ms,
     )
     def run(self, calls: list[Any]) -> list[Any]:
-        return self.worker.run(calls)
-
-    @bentoml.api
-    def run_one(self, calls: list[Any]) -> list[Any]:
-        """A lone call, past the batching dispatcher: sent when the gateway has no other call in
-        flight here, since waiting for company would only add latency (execution/runner.py)."""
         return self.worker.run(calls)
 
     # NOTE: async, on threads of their own: BentoML runs a service's sync APIs one at a time

@@ -472,36 +472,3 @@ def test_the_runner_client_calls_a_models_own_batching_api() -> None:
     assert runner.calls == {"run": 0, "ready": 0, "run_iris": 1}
     asyncio.run(client.predict(iris_version("other:b"), ("predict",), X[:1]))
     assert runner.calls == {"run": 1, "ready": 0, "run_iris": 1}
-
-
-def test_a_lone_call_skips_the_runners_batching_and_concurrent_calls_are_batched() -> None:
-    """With nothing else in flight, a call goes to the unbatched API (BentoML's dispatcher
-    would hold it back for company); calls that overlap go to the batchable one."""
-    sent: list[str] = []
-    gate = asyncio.Event()
-
-    class Runner:
-        def __init__(self) -> None:
-            self.to_async = self
-
-        async def run_one(self, calls: list[Any]) -> list[Any]:
-            sent.append("run_one")
-            await gate.wait()
-            return [OK for _ in calls]
-
-        async def run(self, calls: list[Any]) -> list[Any]:
-            sent.append("run")
-            return [OK for _ in calls]
-
-    async def scenario() -> None:
-        client = RunnerClient(Runner(), lone_api="run_one")
-        first = asyncio.create_task(client.predict(iris_version(), ("predict",), X[:1]))
-        while not sent:
-            await asyncio.sleep(0)
-        await client.predict(iris_version(), ("predict",), X[:1])  # the first is in flight
-        gate.set()
-        await first
-        await client.predict(iris_version(), ("predict",), X[:1])  # alone again
-
-    asyncio.run(scenario())
-    assert sent == ["run_one", "run", "run_one"]

@@ -104,9 +104,7 @@ def build_dataplane(settings: Settings, runner: Any = None, *, bento: Any = None
     remote = None
     if runner is not None:
         apis = settings.runner_apis()
-        remote = RunnerClient(
-            runner, apis=apis, budget=budget, batching=settings.batching, lone_api="run_one"
-        )
+        remote = RunnerClient(runner, apis=apis, budget=budget, batching=settings.batching)
     executors: dict[str, Executor] = {}
     for name in settings.models:
         if settings.placement(name) is Placement.INPROCESS:

@@ -72,17 +72,11 @@ class RunnerClient:
         gateway: int | None = None,
         budget: int = 0,
         batching: Callable[[str], Batching] = lambda name: Batching(),
-        lone_api: str | None = None,
     ):
         import aiohttp  # here, not at module level: only a gateway with a runner pays for it
 
         self.runner = runner
         self.apis = dict(apis or {})  # model name -> its own batchable API; others: "run"
-        # NOTE: BentoML's batching dispatcher holds a call back for company it expects from the
-        # recent traffic; a call sent while no other is in flight from this gateway goes to the
-        # runner's unbatched API instead, so a lone client never waits for a batch
-        self.lone_api = lone_api
-        self.in_flight = 0
         # a connection refused or closed, or an answer cut short (a runner that died while it
         # answered): the runner is not there, whatever aiohttp calls it
         self._disconnected: tuple[type[Exception], ...] = (
@@ -236,10 +230,7 @@ class RunnerClient:
                 headers={"Retry-After": "1"},
             )
         call = [(version.tag, methods, rows, self.view)]
-        lone = self.lone_api is not None and self.in_flight == 0
-        api = self.lone_api if lone else self.apis.get(version.name, "run")
-        run = getattr(self.runner.to_async, api or "run")
-        self.in_flight += 1
+        run = getattr(self.runner.to_async, self.apis.get(version.name, "run"))
         try:
             try:
                 (result,) = await run(call)
@@ -260,8 +251,6 @@ class RunnerClient:
                     f"the runner of model '{version.name}' is overloaded, retry later"
                 ) from None
             raise
-        finally:
-            self.in_flight -= 1
         return result  # type: ignore[no-any-return]
 
     async def ready(self) -> bool:
