@@ -29,10 +29,13 @@ def held(X: Any, gate: str) -> Any:
     then wait until the test removes ``gate`` (at most 60 s). The test thereby holds one predict
     running for as long as it needs to queue other calls behind it.
 
-    Every call also sleeps 2 ms, so the in-process executor never judges this model quick enough
-    to run inline on the event loop, where a held predict would stop the whole server.
+    Every call also burns 2 ms of CPU, so the in-process executor (which times a call by its CPU
+    time) never judges this model quick enough to run inline on the event loop, where a held
+    predict would stop the whole server.
     """
-    time.sleep(0.002)
+    cpu_spent = time.thread_time() + 0.002
+    while time.thread_time() < cpu_spent:
+        pass
     hold = Path(gate)
     if hold.exists():
         Path(f"{gate}.entered").touch()

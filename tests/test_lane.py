@@ -58,3 +58,38 @@ def test_access_log_off(caplog: pytest.LogCaptureFixture) -> None:
     with TestClient(lane) as client, caplog.at_level(logging.INFO, logger="bentoml.access"):
         assert client.get("/v2").text == "v2"
     assert not [r for r in caplog.records if r.name == "bentoml.access"]
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/v2/models/iris/infer",
+        "/v2/models/iris/versions/3/infer",
+        "/v2/models/stats/infer",
+        "/v2/models//infer",
+        "/v2/models/iris/versions//infer",
+        "/v2/models/a/b/infer",
+        "/v2/models/iris/versions/3/extra/infer",
+        "/v2/models/iris/inferx",
+        "/v2/models/infer",
+    ],
+)
+def test_the_lanes_shortcut_to_inference_matches_what_the_router_would(path: str) -> None:
+    """``POST .../infer`` skips the router: it must pick the same paths and parameters."""
+    from starlette.routing import Match
+
+    from adapters.http.lane import infer_path_params
+    from adapters.http.routes import build_app
+
+    scope = {"type": "http", "method": "POST", "path": path, "root_path": ""}
+    infer = {
+        "/v2/models/{model_name}/infer",
+        "/v2/models/{model_name}/versions/{model_version}/infer",
+    }
+    expected = None
+    for route in build_app().routes:  # the router's order: the first full match answers
+        match, child = route.matches(scope)
+        if match is Match.FULL:
+            expected = child["path_params"] if getattr(route, "path", "") in infer else None
+            break
+    assert infer_path_params(path) == expected

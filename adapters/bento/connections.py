@@ -22,12 +22,21 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 logger = logging.getLogger(__name__)
 PROTOCOL = f"{__name__}:GuardedHttpTools"
+SWEEP_S = 0.5
+"""Longest interval between two sweeps of the header deadlines."""
+_SWEEPING: set[asyncio.AbstractEventLoop] = set()  # the loops whose sweep is scheduled
 HOOKS = ("connection_made", "on_message_begin", "on_headers_complete", "connection_lost")
 """uvicorn's protocol methods the guard extends (:mod:`adapters.bento.seams` checks they exist)."""
 
 
 class GuardedHttpTools(HttpToolsProtocol):
-    """uvicorn's httptools protocol with a header deadline and a connection cap."""
+    """uvicorn's httptools protocol with a header deadline and a connection cap.
+
+    NOTE: the deadline is a due time on the connection, not a timer: one sweep per event loop
+    (:func:`_sweep`, every eighth of the deadline, at most :data:`SWEEP_S`) closes the
+    connections past theirs, so a request costs an attribute write, not a timer handle made and
+    cancelled.
+    """
 
     header_timeout_s: float = 10.0
     max_connections: int = 1000
@@ -35,36 +44,38 @@ class GuardedHttpTools(HttpToolsProtocol):
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
-        self._header_timer: asyncio.TimerHandle | None = None
+        self.headers_due: float | None = None
+        # NOTE: uvicorn formats each access line's arguments whenever its logger has a handler
+        # anywhere up the tree (BentoML's root handler), even when the logger drops INFO
+        self.access_log = self.access_log and self.access_logger.isEnabledFor(logging.INFO)
         if len(self.connections) > self.max_connections:
             self._log_refusal()
             transport.close()
             return
-        self._arm()
+        self.headers_due = self.loop.time() + self.header_timeout_s
+        if self.loop not in _SWEEPING:
+            _SWEEPING.add(self.loop)
+            self.loop.call_later(self._tick_s(), _sweep, self.loop, self.connections)
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
-        if self._header_timer is None:  # the next request on a kept-alive connection
-            self._arm()
+        if self.headers_due is None:  # the next request on a kept-alive connection
+            self.headers_due = self.loop.time() + self.header_timeout_s
 
     def on_headers_complete(self) -> None:
-        self._disarm()
+        self.headers_due = None
         super().on_headers_complete()
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self._disarm()
+        self.headers_due = None
         super().connection_lost(exc)
 
-    def _arm(self) -> None:
-        self._header_timer = self.loop.call_later(self.header_timeout_s, self._headers_late)
+    @classmethod
+    def _tick_s(cls) -> float:
+        return min(cls.header_timeout_s / 8, SWEEP_S)
 
-    def _disarm(self) -> None:
-        if self._header_timer is not None:
-            self._header_timer.cancel()
-            self._header_timer = None
-
-    def _headers_late(self) -> None:
-        self._header_timer = None
+    def headers_late(self) -> None:
+        self.headers_due = None
         logger.info(
             "closing a connection from %s: no complete request headers in %g s "
             "(OIP_READ_TIMEOUT_S)",
@@ -82,6 +93,18 @@ class GuardedHttpTools(HttpToolsProtocol):
                 len(self.connections) - 1,
                 self.max_connections,
             )
+
+
+def _sweep(loop: asyncio.AbstractEventLoop, connections: set[Any]) -> None:
+    """Close the connections past their header deadline; again in a tick while any is open."""
+    now = loop.time()
+    for protocol in [p for p in connections if isinstance(p, GuardedHttpTools)]:
+        if protocol.headers_due is not None and protocol.headers_due <= now:
+            protocol.headers_late()
+    if connections:
+        loop.call_later(GuardedHttpTools._tick_s(), _sweep, loop, connections)
+    else:  # the next connection starts it again
+        _SWEEPING.discard(loop)
 
 
 def install(*, header_timeout_s: float, max_connections: int) -> None:

@@ -24,6 +24,7 @@ import anyio
 
 from adapters.config.settings import Limits
 from adapters.dataplane.answers import check_outputs, check_planned
+from adapters.dataplane.deadlines import sweep
 from adapters.dataplane.inflight import InFlight
 from adapters.dataplane.journal import Entry, Journal, failure
 from adapters.dataplane.shadow import Job, Shadows
@@ -47,29 +48,28 @@ class Deadline:
 
     Past it the work inside is cancelled (a queued predict is dropped, a chunked one stops at
     its next chunk) and :class:`~adapters.protocol.errors.DeadlineExceeded` (504) is raised.
-    Inside it, the request counts in ``in_flight`` (a gauge's series), when given.
+    Inside it, the request counts in ``in_flight`` (a gauge's series), when given. The deadline
+    is a watch of the loop's sweep (:mod:`adapters.dataplane.deadlines`), not a timer of its own.
     """
+
+    __slots__ = ("in_flight", "seconds", "watch")
 
     def __init__(self, seconds: float, in_flight: Any = None) -> None:
         self.seconds = seconds
-        self.timeout = asyncio.timeout(seconds)
         self.in_flight = in_flight
 
     async def __aenter__(self) -> None:
         if self.in_flight is not None:
             self.in_flight.inc()
-        await self.timeout.__aenter__()
+        self.watch = sweep().watch(self.seconds)
 
     async def __aexit__(self, kind: Any, exc: Any, traceback: Any) -> None:
-        try:
-            await self.timeout.__aexit__(kind, exc, traceback)
-        except TimeoutError:
+        if self.in_flight is not None:
+            self.in_flight.dec()
+        if sweep().leave(self.watch, kind):
             raise DeadlineExceeded(
                 f"the request did not complete in {self.seconds:g} s (OIP_REQUEST_TIMEOUT_S)"
             ) from None
-        finally:
-            if self.in_flight is not None:
-                self.in_flight.dec()
 
 
 class DataPlane:

@@ -4,7 +4,11 @@ without its hop, and one model's work never queued behind another's.
 A predict known to be quick (its model's recent small calls took under ``inline_budget_s``)
 runs right on the event loop: for a tiny model the hop to a worker thread costs more than the
 predict. Inline calls are timed too, so a model that turns slow (a heavy version, a costly
-input) leaves the loop from its next call on.
+input) leaves the loop from its next call on. A call is timed by the CPU time of the thread that
+runs it (:func:`time.thread_time`), not by the wall clock: on a busy machine the wall clock also
+counts the time the process was descheduled and, in a worker thread, the time spent waiting for
+the GIL the event loop holds, so a quick model measured in a thread under load would look slow
+and never come back to the loop.
 
 Every other call joins its model's queue, drained on a worker thread: calls that arrive while a
 predict is running are merged into the next one (:func:`~adapters.execution.runtime.predict_batch`),
@@ -77,7 +81,7 @@ class InProcess:
         inline_max_rows: int = 16,
         inline_budget_s: float = 0.0005,
         chunk_rows: int = 1024,
-        clock: Callable[[], float] = time.perf_counter,
+        clock: Callable[[], float] = time.thread_time,
         budget: int = 0,
         describe: Describe | None = None,
     ) -> None:
@@ -86,7 +90,7 @@ class InProcess:
         self.residency = Residency(budget)
         self.describe = describe  # a tag's version: its warm-up input
         self.reloads = Reloads()
-        self.clock = clock  # times small calls (the inline decision); a test's own clock
+        self.clock = clock  # times small calls (the inline decision): CPU time; a test's own clock
         self.batching = batching  # by model name
         self.inline_max_rows = inline_max_rows
         self.inline_budget_s = inline_budget_s
@@ -249,13 +253,13 @@ class InProcess:
     def _run(self, batch: list[Queued]) -> list[Result]:
         """In a worker thread: one merged predict, or a lone big call chunk by chunk."""
         calls = [call for call, _, _, _ in batch]
-        start = self.clock()
         if len(calls) == 1 and len(calls[0][2]) > self.chunk_rows:
             results = [self._chunked(calls[0], batch[0][2])]
         else:
-            results = predict_batch(self.estimators, calls)
-        if len(calls) == 1 and len(calls[0][2]) <= self.inline_max_rows:
-            self._timed(calls[0][0], self.clock() - start)
+            # NOTE: a merged predict of small calls costs at least what one of them would alone:
+            # timing it too lets a model that left the loop (one slow call) come back even when
+            # concurrent calls never leave it a lone one
+            results = predict_batch(self.estimators, calls, timed=self)
         self.batch_sizes.observe(len(calls))
         return results
 
@@ -274,8 +278,13 @@ class InProcess:
             parts.append(part)
         return join_outputs(parts)
 
+    def took(self, tag: str, largest_call_rows: int, seconds: float) -> None:
+        """A predict on a worker thread (:func:`predict_batch`): timed when its calls are small."""
+        if largest_call_rows <= self.inline_max_rows:
+            self._timed(tag, seconds)
+
     def _timed(self, tag: str, elapsed: float) -> None:
-        """Fold a lone small call's duration into its model's moving average."""
+        """Fold a small call's duration into its model's moving average."""
         previous = self.small_call_s.get(tag, elapsed)
         self.small_call_s[tag] = 0.8 * previous + 0.2 * elapsed
 

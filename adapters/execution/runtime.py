@@ -128,17 +128,28 @@ def predict_one(
         return PredictFailed(str(exc))
 
 
+class Timed(Protocol):
+    """What times the predicts of :func:`predict_batch` (the in-process inline decision)."""
+
+    def clock(self) -> float: ...
+
+    def took(self, tag: str, largest_call_rows: int, seconds: float) -> None: ...
+
+
 def predict_batch(
     estimators: Mapping[str, Any],
     calls: Sequence[Call],
     *,
     unserved: Callable[[str], Result] = not_served,
+    timed: Timed | None = None,
 ) -> list[Result]:
     """Execute a batch of calls, merging calls to the same model and methods into one predict.
 
     Rows are concatenated along the batch dimension, predicted once, and split back in order.
     If the merged predict fails, each call is retried alone so only the faulty one fails. A
-    call whose tag has no estimator gets ``unserved(tag)``; the others run.
+    call whose tag has no estimator gets ``unserved(tag)``; the others run. With ``timed``,
+    each predict (merged or lone) is timed by its clock and reported with its largest call's
+    rows: the concatenation and the split are not the model's cost.
     """
     results: list[Result | None] = [None] * len(calls)
     groups: dict[tuple[str, tuple[str, ...]], list[int]] = {}
@@ -150,11 +161,15 @@ def predict_batch(
             for i in indices:
                 results[i] = unserved(tag)
             continue
-        if len(indices) == 1:
-            results[indices[0]] = predict_one(estimator, methods, calls[indices[0]][2])
-            continue
         parts = [calls[i][2] for i in indices]
-        merged = predict_one(estimator, methods, concat_rows(parts))
+        rows = parts[0] if len(parts) == 1 else concat_rows(parts)
+        start = 0.0 if timed is None else timed.clock()
+        merged = predict_one(estimator, methods, rows)
+        if timed is not None:
+            timed.took(tag, max(len(p) for p in parts), timed.clock() - start)
+        if len(indices) == 1:
+            results[indices[0]] = merged
+            continue
         if isinstance(merged, PredictFailed):
             for i in indices:
                 results[i] = predict_one(estimator, methods, calls[i][2])

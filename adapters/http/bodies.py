@@ -9,13 +9,13 @@ past the limit in memory.
 
 from __future__ import annotations
 
-import asyncio
 import gzip
 import zlib
 
 from starlette.requests import Request
 
 from adapters.config.settings import Limits
+from adapters.dataplane.deadlines import sweep
 from adapters.protocol.errors import (
     BadRequest,
     PayloadTooLarge,
@@ -42,21 +42,25 @@ async def read_body(request: Request, limits: Limits) -> bytes:
             f"Content-Encoding {encoding[:40]!r} is not supported; use gzip, deflate or none"
         )
     chunks, size = [], 0
-    loop = asyncio.get_running_loop()
+    silence = limits.read_timeout_s
+    # one watch for the whole body, pushed back after every chunk: silence is what it bounds
+    watches = sweep()
+    watch = watches.watch(silence)
+    kind: type[BaseException] | None = None
     try:
-        # one timer for the whole body, pushed back after every chunk: silence is what it bounds
-        async with asyncio.timeout(limits.read_timeout_s) as silence:
-            async for chunk in request.stream():
-                silence.reschedule(loop.time() + limits.read_timeout_s)
-                size += len(chunk)
-                if size > limit:
-                    raise _too_large(limit)
-                chunks.append(chunk)
-    except TimeoutError:
-        raise RequestTimeout(
-            f"no body data for {limits.read_timeout_s:g} s (OIP_READ_TIMEOUT_S)"
-        ) from None
-    body = b"".join(chunks)
+        async for chunk in request.stream():
+            watch.due = watches.loop.time() + silence
+            size += len(chunk)
+            if size > limit:
+                raise _too_large(limit)
+            chunks.append(chunk)
+    except BaseException as exc:
+        kind = type(exc)
+        raise
+    finally:
+        if watches.leave(watch, kind):
+            raise RequestTimeout(f"no body data for {silence:g} s (OIP_READ_TIMEOUT_S)") from None
+    body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
     return body if encoding == "identity" else _decompress(body, encoding, limit)
 
 

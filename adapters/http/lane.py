@@ -28,6 +28,19 @@ def is_v2(path: str) -> bool:
     return path == V2_PREFIX or path.startswith(V2_PREFIX + "/")
 
 
+def infer_path_params(path: str) -> dict[str, str] | None:
+    """The path parameters of ``POST`` to an infer route, as the router would match them
+    (each a non-empty segment), or None for any other path."""
+    if not (path.startswith("/v2/models/") and path.endswith("/infer")):
+        return None
+    parts = path[len("/v2/models/") : -len("/infer")].split("/")
+    if len(parts) == 1 and parts[0]:
+        return {"model_name": parts[0]}
+    if len(parts) == 3 and parts[1] == "versions" and parts[0] and parts[2]:
+        return {"model_name": parts[0], "model_version": parts[2]}
+    return None
+
+
 class V2FastLane:
     """Route ``/v2`` HTTP requests to ``v2_app`` and the rest to ``fallback``.
 
@@ -44,6 +57,8 @@ class V2FastLane:
         self.v2_router: ASGIApp = getattr(v2_app, "router", v2_app)
         self.fallback = fallback
         self.log_access = log_access
+        # NOTE: inference skips even the router (its route scan, Starlette's request wrappers)
+        self.infer: ASGIApp | None = getattr(getattr(v2_app, "state", None), "infer", None)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or not is_v2(scope["path"]):
@@ -54,9 +69,19 @@ class V2FastLane:
             return
         scope["app"] = self.v2_app
         if not (self.log_access and access_log.isEnabledFor(logging.INFO)):
-            await self.v2_router(scope, receive, send)
+            await self.route(scope, receive, send)
             return
         await self._logged(scope, receive, send)
+
+    async def route(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Inference straight to its endpoint, any other V2 request through the router."""
+        if self.infer is not None and scope["method"] == "POST":
+            params = infer_path_params(scope["path"])
+            if params is not None:
+                scope["path_params"] = params
+                await self.infer(scope, receive, send)
+                return
+        await self.v2_router(scope, receive, send)
 
     async def _logged(self, scope: Scope, receive: Receive, send: Send) -> None:
         start = time.perf_counter()
@@ -69,7 +94,7 @@ class V2FastLane:
             await send(message)
 
         try:
-            await self.v2_router(scope, receive, sending)
+            await self.route(scope, receive, sending)
         finally:
             client = scope.get("client") or ("-", 0)
             # a record made directly: Logger.info would also look up the caller's frame
