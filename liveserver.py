@@ -10,6 +10,7 @@ must not pull in the HTTP clients whose cost it is comparing.
 
 from __future__ import annotations
 
+import http.client
 import os
 import signal
 import socket
@@ -104,6 +105,8 @@ def is_ready(url: str, ready_path: str = READY_PATH, timeout_s: float = 2.0) -> 
     except urllib.error.HTTPError:
         return False
     except OSError:  # refused, reset, timed out: not (yet) serving
+        return False
+    except http.client.HTTPException:  # not HTTP: another server (gRPC) took the port first
         return False
 
 

@@ -47,6 +47,7 @@ from adapters.models.registry import ModelVersion
 from adapters.models.signature import TensorSpec
 
 _ERROR, _ERROR_ROWS = "_error", "_error_rows"  # a batch's fault: its text, how many rows
+ACTORS_READY_S = 300  # every actor up before the first batch; a cluster short of CPUs fails
 _NODE = "_node"  # the Ray node that scored the batch, on its first row (None on the others)
 PACKAGE = str(Path(__file__).parents[1])  # the adapters package, sent to every worker (py_modules)
 
@@ -152,6 +153,7 @@ def ray_chunks(
         context = ray.data.DataContext.get_current()
         context.execution_options.preserve_order = True  # the driver counts the rows
         context.enable_progress_bars = False
+        context.wait_for_min_actors_s = ACTORS_READY_S  # ACTORS_READY_S says why
         # NOTE: Ray 2.60's new Parquet path (ListFiles -> ReadFiles) spends 6-12 s listing one
         # local file on a 2-CPU machine; the first path reads it in under a second
         context.use_datasource_v2 = False
