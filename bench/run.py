@@ -158,6 +158,7 @@ def server_specs(
         argv=[sys.executable, str(BENCH_DIR / "kserve_server.py"), *kserve_args.split()],
         cwd=BENCH_DIR,
         grpc=False,  # KServe binds its gRPC server to every interface: left off
+        binary=False,  # reads binary tensors, but answers them in JSON
     )
     ceiling_args = f"--models-dir {work / 'joblib'} --port {{port}}"  # gRPC's too: it predicts
     if any(SCENARIOS[s].grpc for s in args.scenarios):  # a second process: grpc_ceiling.py
