@@ -52,7 +52,7 @@ class Deadline:
     is a watch of the loop's sweep (:mod:`adapters.dataplane.deadlines`), not a timer of its own.
     """
 
-    __slots__ = ("in_flight", "seconds", "watch")
+    __slots__ = ("in_flight", "seconds", "sweep", "watch")
 
     def __init__(self, seconds: float, in_flight: Any = None) -> None:
         self.seconds = seconds
@@ -61,12 +61,13 @@ class Deadline:
     async def __aenter__(self) -> None:
         if self.in_flight is not None:
             self.in_flight.inc()
-        self.watch = sweep().watch(self.seconds)
+        self.sweep = sweep()  # the loop's, looked up once per request
+        self.watch = self.sweep.watch(self.seconds)
 
     async def __aexit__(self, kind: Any, exc: Any, traceback: Any) -> None:
         if self.in_flight is not None:
             self.in_flight.dec()
-        if sweep().leave(self.watch, kind):
+        if self.sweep.leave(self.watch, kind):
             raise DeadlineExceeded(
                 f"the request did not complete in {self.seconds:g} s (OIP_REQUEST_TIMEOUT_S)"
             ) from None
