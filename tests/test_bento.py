@@ -116,10 +116,23 @@ class Uvicorn:
     thread; any exception in the thread fails the test."""
 
     def __init__(self) -> None:
+        self.go_on = threading.Event()  # /stream sends its last chunk once the test sets it
+
         async def app(scope: Any, receive: Any, send: Any) -> None:
-            if scope["type"] == "http":
+            if scope["type"] != "http":
+                return
+            if scope["path"] == "/stream":  # chunked: the first chunk must not wait for the last
                 await send({"type": "http.response.start", "status": 200, "headers": []})
-                await send({"type": "http.response.body", "body": b"ok"})
+                await send({"type": "http.response.body", "body": b"first", "more_body": True})
+                while not self.go_on.is_set():
+                    await asyncio.sleep(0.01)
+                await send({"type": "http.response.body", "body": b"last"})
+                return
+            body = b"ok"
+            if scope["path"] == "/echo":
+                body = (await receive())["body"]
+            await send({"type": "http.response.start", "status": 200, "headers": []})
+            await send({"type": "http.response.body", "body": body})
 
         self.sock = socket.create_server(("127.0.0.1", 0))
         self.port = self.sock.getsockname()[1]
@@ -199,6 +212,78 @@ def test_the_connection_guard_acts_in_uvicorn(http_server: tuple[Uvicorn, bool])
         for s in idle:
             s.close()
     assert (refused >= 3) is guarded, refused  # over the cap of 3: closed at once
+
+
+class Written:
+    """A transport that records each write."""
+
+    def __init__(self) -> None:
+        self.writes: list[bytes] = []
+        self.closed = False
+
+    def write(self, data: bytes) -> None:
+        self.writes.append(data)
+
+    def close(self) -> None:
+        self.closed = True
+
+    def is_closing(self) -> bool:
+        return self.closed
+
+
+def test_a_response_head_goes_out_with_its_body_in_one_write() -> None:
+    transport = Written()
+    writes = connections.CoalescedWrites(transport)  # type: ignore[arg-type]
+    writes.hold_next = True
+    writes.write(b"HTTP/1.1 100 Continue\r\n\r\n")  # the client waits for it: sent at once
+    assert transport.writes == [b"HTTP/1.1 100 Continue\r\n\r\n"]
+    writes.write(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n")
+    writes.write(b"ok")
+    assert transport.writes[1:] == [b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok"]
+    writes.write(b"more")  # nothing held any more: straight through
+    assert transport.writes[2:] == [b"more"]
+    writes.hold_next = True  # a response with no body write (HEAD): flushed when it ends
+    writes.write(b"HTTP/1.1 200 OK\r\n\r\n")
+    assert len(transport.writes) == 3
+    writes.flush()
+    assert transport.writes[3:] == [b"HTTP/1.1 200 OK\r\n\r\n"]
+    writes.hold_next = True  # closed mid-response: what is held goes out first
+    writes.write(b"HTTP/1.1 500 Internal Server Error\r\n\r\n")
+    writes.close()
+    assert transport.closed and transport.writes[4:] == [b"HTTP/1.1 500 Internal Server Error\r\n\r\n"]
+    assert writes.is_closing()  # the rest is the transport's
+
+
+def recv_until(sock: socket.socket, marker: bytes) -> bytes:
+    data = b""
+    while marker not in data:
+        chunk = sock.recv(65536)
+        assert chunk, data  # closed before the marker
+        data += chunk
+    return data
+
+
+def test_responses_stay_whole_with_writes_coalesced(monkeypatch: pytest.MonkeyPatch) -> None:
+    """HEAD, an empty body, ``Expect: 100-continue`` and a streamed answer, through the guarded
+    protocol in a real uvicorn: none waits on a held write."""
+    monkeypatch.setitem(
+        uvicorn.config.HTTP_PROTOCOLS, "auto", uvicorn.config.HTTP_PROTOCOLS["httptools"]
+    )
+    connections.install(header_timeout_s=10, max_connections=100)
+    with Uvicorn() as server, server.connect() as sock:
+        sock.sendall(b"HEAD / HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert recv_until(sock, b"\r\n\r\n").startswith(b"HTTP/1.1 200")
+        sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert recv_until(sock, b"ok").startswith(b"HTTP/1.1 200")
+        request = b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nExpect: 100-continue\r\n\r\n"
+        sock.sendall(request)
+        assert recv_until(sock, b"\r\n\r\n") == b"HTTP/1.1 100 Continue\r\n\r\n"
+        sock.sendall(b"ping")
+        assert recv_until(sock, b"ping").startswith(b"HTTP/1.1 200")
+        sock.sendall(b"GET /stream HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert b"first" in recv_until(sock, b"first")  # while the app still holds "last"
+        server.go_on.set()
+        assert recv_until(sock, b"0\r\n\r\n").find(b"last") >= 0
 
 
 def _session_is_kept(runner_connection: dict[str, Any] | None) -> bool:

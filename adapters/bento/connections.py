@@ -8,6 +8,10 @@ uvicorn's own httptools protocol with both added; :func:`install` makes it the o
 ``http="auto"`` resolves to (its ``HTTP_PROTOCOLS`` table), in the gateway worker only, before
 BentoML builds the server. A body that stalls is the request deadline's and the read timeout's
 job (:func:`adapters.http.bodies.read_body`): those answer 408/504.
+
+The protocol also sends a response's status line and headers in one write with its body
+(:class:`CoalescedWrites`): uvicorn writes them apart, two ``send`` calls and two TCP segments
+for every small answer, which costs the server and the client a wake-up each.
 """
 
 from __future__ import annotations
@@ -25,7 +29,13 @@ PROTOCOL = f"{__name__}:GuardedHttpTools"
 SWEEP_S = 0.5
 """Longest interval between two sweeps of the header deadlines."""
 _SWEEPING: set[asyncio.AbstractEventLoop] = set()  # the loops whose sweep is scheduled
-HOOKS = ("connection_made", "on_message_begin", "on_headers_complete", "connection_lost")
+HOOKS = (
+    "connection_made",
+    "on_message_begin",
+    "on_headers_complete",
+    "on_response_complete",
+    "connection_lost",
+)
 """uvicorn's protocol methods the guard extends (:mod:`adapters.bento.seams` checks they exist)."""
 
 
@@ -45,6 +55,7 @@ class GuardedHttpTools(HttpToolsProtocol):
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
         self.headers_due: float | None = None
+        self.writes = CoalescedWrites(transport)
         # NOTE: uvicorn formats each access line's arguments whenever its logger has a handler
         # anywhere up the tree (BentoML's root handler), even when the logger drops INFO
         self.access_log = self.access_log and self.access_logger.isEnabledFor(logging.INFO)
@@ -65,6 +76,16 @@ class GuardedHttpTools(HttpToolsProtocol):
     def on_headers_complete(self) -> None:
         self.headers_due = None
         super().on_headers_complete()
+        cycle = getattr(self, "cycle", None)
+        # NOTE: only a cycle that writes to this connection's transport (uvicorn's, as pinned):
+        # anything else keeps uvicorn's own writes, slower but whole
+        if cycle is not None and cycle.transport is self.transport:
+            cycle.transport = self.writes
+            self.writes.hold_next = True
+
+    def on_response_complete(self) -> None:
+        self.writes.flush()  # a response with no body write (HEAD, 204, 304)
+        super().on_response_complete()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.headers_due = None
@@ -93,6 +114,44 @@ class GuardedHttpTools(HttpToolsProtocol):
                 len(self.connections) - 1,
                 self.max_connections,
             )
+
+
+class CoalescedWrites:
+    """A connection's transport, as a response cycle sees it: the write of a response's status
+    line and headers is held and sent with the next write (the body, or its first chunk).
+
+    An interim ``100 Continue`` is never held (the client waits for it before sending the
+    body); whatever is held is sent before the transport closes and when the response ends
+    without a body write.
+    """
+
+    __slots__ = ("held", "hold_next", "transport")
+
+    def __init__(self, transport: asyncio.Transport) -> None:
+        self.transport = transport
+        self.held: bytes | None = None
+        self.hold_next = False  # set for each new response: its first write is the headers
+
+    def write(self, data: bytes) -> None:
+        if self.held is not None:
+            data, self.held = self.held + data, None
+        elif self.hold_next and not data.startswith(b"HTTP/1.1 1"):
+            self.hold_next = False
+            self.held = data
+            return
+        self.transport.write(data)
+
+    def flush(self) -> None:
+        if self.held is not None:
+            data, self.held = self.held, None
+            self.transport.write(data)
+
+    def close(self) -> None:
+        self.flush()
+        self.transport.close()
+
+    def __getattr__(self, name: str) -> Any:  # is_closing, get_extra_info, ...
+        return getattr(self.transport, name)
 
 
 def _sweep(loop: asyncio.AbstractEventLoop, connections: set[Any]) -> None:
