@@ -15,6 +15,7 @@ import bentoml
 from adapters.bento import (
     RUNNER_CONNECTION,
     GatewayService,
+    RunnerService,
     collections_paused,
     drain,
     read_yaml_with_libyaml,
@@ -61,6 +62,7 @@ def untraced(paths: str) -> dict[str, Any]:
 
 @bentoml.service(
     name="oip-runner",
+    service_class=RunnerService,  # a batch leaves as soon as the runner is idle (bento/dispatch)
     workers=settings.runner_workers,
     runner_connection=RUNNER_CONNECTION,  # one session for the process's life
     **SERVICE_CONFIG,

@@ -250,7 +250,9 @@ def test_a_response_head_goes_out_with_its_body_in_one_write() -> None:
     writes.hold_next = True  # closed mid-response: what is held goes out first
     writes.write(b"HTTP/1.1 500 Internal Server Error\r\n\r\n")
     writes.close()
-    assert transport.closed and transport.writes[4:] == [b"HTTP/1.1 500 Internal Server Error\r\n\r\n"]
+    assert transport.closed and transport.writes[4:] == [
+        b"HTTP/1.1 500 Internal Server Error\r\n\r\n"
+    ]
     assert writes.is_closing()  # the rest is the transport's
 
 
@@ -275,7 +277,9 @@ def test_responses_stay_whole_with_writes_coalesced(monkeypatch: pytest.MonkeyPa
         assert recv_until(sock, b"\r\n\r\n").startswith(b"HTTP/1.1 200")
         sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
         assert recv_until(sock, b"ok").startswith(b"HTTP/1.1 200")
-        request = b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nExpect: 100-continue\r\n\r\n"
+        request = (
+            b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nExpect: 100-continue\r\n\r\n"
+        )
         sock.sendall(request)
         assert recv_until(sock, b"\r\n\r\n") == b"HTTP/1.1 100 Continue\r\n\r\n"
         sock.sendall(b"ping")

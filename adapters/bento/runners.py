@@ -1,6 +1,7 @@
-"""Where the runner's workers meet: BentoML starts every worker of a ``bentoml serve`` as a child
-of that one process (its circus arbiter), so they share a directory named by their parent
-(:mod:`adapters.execution.worker` keeps each worker to the gateways' views through it)."""
+"""The runner service's class, and where its workers meet: BentoML starts every worker of a
+``bentoml serve`` as a child of that one process (its circus arbiter), so they share a directory
+named by their parent (:mod:`adapters.execution.worker` keeps each worker to the gateways' views
+through it)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,20 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
+from typing import Any
+
+import bentoml
+
+
+class RunnerService(bentoml.Service[Any]):  # type: ignore[misc]  # bentoml ships no stubs
+    """The runner's service class (``@bentoml.service(service_class=RunnerService)``): its
+    batchable APIs send a batch as soon as they are idle (:mod:`adapters.bento.dispatch`)."""
+
+    def to_asgi(self, is_main: bool = True) -> Any:
+        from adapters.bento import dispatch
+
+        dispatch.install()  # before BentoML's app factory builds the dispatchers
+        return super().to_asgi(is_main=is_main)
 
 
 def shared_directory(parent: int | None = None) -> Path:

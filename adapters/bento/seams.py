@@ -44,6 +44,12 @@ arguments
 (``model_dump``)
 BentoML's ``threads``  load and unload on the runner wait behind a   ``tests/test_unload_live``
 limits sync APIs only  running batch (``served`` is async)           ``.py`` (queued calls)
+BentoML's batching     a lone runner call waits for company (ms      :func:`check` at start-up;
+``CorkDispatcher``     for a sub-ms predict) or fails, if the         ``tests/test_dispatch.py``
+(its app factory's     members :mod:`.dispatch` uses are gone
+global, queue,
+semaphore, batch
+assembly)
 circus (kantoku) and   SIGTERM stops at once: requests dropped in a  :func:`check` at start-up
 tornado: the arbiter's rolling restart (:mod:`.drain`)               (``drain.check``);
 SIGTERM handler, its                                                 ``tests/test_drain.py``,
@@ -112,6 +118,7 @@ def check() -> None:
     """
     _check_worker(worker_source())
     _check_protocol()
+    _check_dispatcher()
     try:
         drain.check()
     except drain.DrainUnavailable as exc:
@@ -218,6 +225,18 @@ def _check_protocol() -> None:
         raise SeamBroken(
             f"uvicorn runs {name}, not the connection guard, for http='auto': no header "
             f"deadline, no connection cap{_versions()}"
+        )
+
+
+def _check_dispatcher() -> None:
+    """The runner's batching decision can be replaced (:mod:`adapters.bento.dispatch`)."""
+    from adapters.bento import dispatch
+
+    problems = dispatch.check()
+    if problems:
+        raise SeamBroken(
+            f"{problems[0]}: the runner's batches could not be sent as soon as it is idle"
+            f"{_versions()}"
         )
 
 
