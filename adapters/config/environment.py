@@ -40,7 +40,7 @@ class Environment(BaseSettings):
         "inprocess",
         Group.SERVING,
         """Where each model's predict runs: `inprocess` (in the gateway process, off the event
-        loop) or `runner` (in a separate BentoML runner service, with adaptive batching). One
+        loop) or `runner` (in a separate BentoML runner service, batching its calls). One
         value for every model, or per model: `iris=runner,text=inprocess`; `*=` sets the models
         not named (`iris=runner,*=inprocess`).""",
         values="`inprocess`, `runner`, or per model `name=value,...`",

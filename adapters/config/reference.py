@@ -33,8 +33,9 @@ INTRO = {
     Group.SERVING: "What is served, where each model's predict runs, and which version answers.",
     Group.BATCHING: (
         "Concurrent calls of one model merge into one predict, in both placements: in process, "
-        "each model has its own queue and worker thread; on the runner, BentoML's adaptive "
-        "batching. A `[model.<name>]` section gives a model values of its own."
+        "each model has its own queue and worker thread; on the runner, BentoML's batching, "
+        "with a batch sent as soon as the model's API is idle (no wait for company). A "
+        "`[model.<name>]` section gives a model values of its own."
     ),
     Group.LIMITS: (
         "Every request is bounded in time and memory before work is done on it; the defaults "

@@ -29,7 +29,7 @@ class Placement(enum.StrEnum):
     """Where a model's predict runs."""
 
     INPROCESS = "inprocess"  # in the gateway process, off the event loop
-    RUNNER = "runner"  # in the dependent runner service, with adaptive batching
+    RUNNER = "runner"  # in the dependent runner service, batching its calls
 
 
 def _keys(value: str) -> set[str]:
