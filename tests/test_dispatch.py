@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 from bentoml._internal.marshal.dispatcher import CorkDispatcher
 
+from adapters.bento import runners
 from adapters.bento.dispatch import EagerDispatcher
 
 HANG_S = 30.0  # only a guard against a hang: every wait below ends on an event
@@ -111,3 +112,28 @@ def test_a_call_queued_past_the_latency_budget_is_answered_overloaded(
         dispatcher.shutdown()
 
     asyncio.run(scenario())
+
+
+def test_a_media_type_is_worked_out_once_per_io_model(monkeypatch: pytest.MonkeyPatch) -> None:
+    """BentoML builds a root model's JSON schema to answer its media type; cached, that is
+    done once per model, and the answers are BentoML's."""
+    from _bentoml_sdk.io_models import IOMixin, ensure_io_descriptor
+
+    monkeypatch.setattr(IOMixin, "mime_type", vars(IOMixin)["mime_type"])  # put back after
+    monkeypatch.setattr(runners, "_MIME_TYPES", {})
+    text, mapping = ensure_io_descriptor(str), ensure_io_descriptor(dict)
+    expected = [text.mime_type(), mapping.mime_type()]
+    assert expected == ["text/plain", "application/json"]
+    runners.mime_types_cached()
+    runners.mime_types_cached()  # a second install keeps the first
+    built = []
+    upstream = text.model_json_schema
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        built.append(1)
+        return upstream(*args, **kwargs)
+
+    monkeypatch.setattr(text, "model_json_schema", counted)
+    for _ in range(3):
+        assert [text.mime_type(), mapping.mime_type()] == expected
+    assert len(built) == 1

@@ -53,6 +53,7 @@ import bentoml
 from starlette.types import ASGIApp
 
 from adapters.bento import drain
+from adapters.bento.runners import mime_types_cached
 from adapters.config.settings import Limits
 from adapters.http.lane import V2FastLane
 from adapters.http.security import secure
@@ -86,6 +87,7 @@ class GatewayService(bentoml.Service[Any]):  # type: ignore[misc]  # bentoml shi
         if not is_main:
             return app
         drain.ignore_signal()  # until the worker serves (service.py: on_signal)
+        mime_types_cached()  # the client to the runner asks on every call (bento/runners.py)
         if self.limits is not None:  # before BentoML builds the uvicorn server of this worker
             from adapters.bento import connections  # uvicorn: the worker's import, not the CLI's
 

@@ -50,6 +50,9 @@ BentoML's batching     a lone runner call waits for company (ms      :func:`chec
 global, queue,
 semaphore, batch
 assembly)
+BentoML's IO models     every runner call builds a JSON schema twice  :func:`check` at start-up;
+``mime_type``          (slower only)                                 ``tests/test_dispatch.py``
+(a classmethod)
 circus (kantoku) and   SIGTERM stops at once: requests dropped in a  :func:`check` at start-up
 tornado: the arbiter's rolling restart (:mod:`.drain`)               (``drain.check``);
 SIGTERM handler, its                                                 ``tests/test_drain.py``,
@@ -229,10 +232,15 @@ def _check_protocol() -> None:
 
 
 def _check_dispatcher() -> None:
-    """The runner's batching decision can be replaced (:mod:`adapters.bento.dispatch`)."""
+    """The runner's batching decision can be replaced (:mod:`adapters.bento.dispatch`), and
+    its IO models' media types cached (:func:`adapters.bento.runners.mime_types_cached`)."""
+    from _bentoml_sdk.io_models import IOMixin
+
     from adapters.bento import dispatch
 
     problems = dispatch.check()
+    if not isinstance(vars(IOMixin).get("mime_type"), classmethod):
+        problems.append("_bentoml_sdk.io_models.IOMixin.mime_type is not a classmethod")
     if problems:
         raise SeamBroken(
             f"{problems[0]}: the runner's batches could not be sent as soon as it is idle"
