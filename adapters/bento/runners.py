@@ -39,6 +39,7 @@ def mime_types_cached() -> None:
         return found
 
     mime_type.cached = True  # type: ignore[attr-defined]
+    mime_type.upstream = upstream  # type: ignore[attr-defined]
     IOMixin.mime_type = classmethod(mime_type)
 
 
