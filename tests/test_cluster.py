@@ -1,7 +1,6 @@
-"""Replicas behind HAProxy on this machine (``deploy/cluster``, ``docs/scaling.md``): they come up
-behind the balancer (three in process, two in the runner placement), HTTP and gRPC; a rolling
-restart replaces every replica's process while wrk loads HAProxy the whole time, and not one
-request fails or is answered other than 2xx.
+"""Replicas behind HAProxy on this machine (``deploy/cluster``, ``docs/scaling.md``): three come up
+behind the balancer, HTTP and gRPC; a rolling restart replaces every replica's process while wrk
+loads HAProxy the whole time, and not one request fails or is answered other than 2xx.
 
 HAProxy and wrk are Debian's; a test that needs them is skipped where they are missing, except
 in CI (``CI`` set), where that fails: ``.ci/run`` installs them.
@@ -41,22 +40,17 @@ def needs(tool: str) -> None:
         pytest.skip(missing)
 
 
-REPLICAS = {"inprocess": 3, "runner": 2}
-"""Replicas per placement: the runner placement's two processes a replica start slower on two
-cores, and two of them show the same thing (each is out while it restarts, the other serves)."""
-
-
 @pytest.fixture(params=["inprocess", "runner"])
 def cluster(
     request: pytest.FixtureRequest, store: Store, tmp_path: Path
 ) -> Iterator[replicas.Cluster]:
-    """``make cluster REPLICAS=<n>`` serving iris, in one placement, on free ports."""
+    """``make cluster REPLICAS=3`` serving iris, in one placement, on free ports."""
     needs("haproxy")
     env = {"OIP_MODELS": "iris", "OIP_PLACEMENT": request.param}
     directory = tmp_path / "cluster"
     started = replicas.up(
         directory,
-        replicas=REPLICAS[request.param],
+        replicas=3,
         store=store.home,
         env=env,
         lb_port=free_port(),
@@ -73,8 +67,7 @@ def test_a_rolling_restart_under_load_drops_no_request(
     cluster: replicas.Cluster, tmp_path: Path
 ) -> None:
     needs("wrk")
-    count = REPLICAS[cluster.env["OIP_PLACEMENT"]]
-    assert cluster.url and len(cluster.replicas) == count
+    assert cluster.url and len(cluster.replicas) == 3
     before = {r.name: r.pid for r in cluster.replicas}
     assert infer_over_grpc(cluster.grpc_address) == "iris"
     load = start_wrk(f"{cluster.url}/v2/models/iris/infer", tmp_path)
@@ -100,7 +93,7 @@ def test_a_rolling_restart_under_load_drops_no_request(
         + ", ".join(f"{t.name} stop {t.stop_s:.1f} s start {t.start_s:.1f} s" for t in turns)
     )
 
-    assert [t.name for t in turns] == [f"r{i}" for i in range(1, count + 1)]
+    assert [t.name for t in turns] == ["r1", "r2", "r3"]
     for turn in turns:  # every replica's process replaced, the old one gone
         assert turn.old_pid == before[turn.name] and turn.new_pid != turn.old_pid
         assert not alive(turn.old_pid)
