@@ -114,7 +114,8 @@ def test_a_slow_predict_does_not_stall_health_or_metadata(live: LiveServer) -> N
     seconds = result["seconds"]
     print(f"big request {seconds:.2f}s, health+metadata max {max(waits):.3f}s over {len(waits)}")
     # Had the predict run on the event loop, no health+metadata round trip could have been
-    # answered during its ~0.9 s (a blocked loop answers them after it: one or two, not ten); in
+    # answered during its ~0.9 s (a blocked loop answers them after it: one or two, not five); in
     # a worker thread (or the runner) the loop keeps answering between GIL turns. A count, not a
-    # latency: how fast each answer is depends on the machine's load.
-    assert len(waits) >= 10, len(waits)
+    # latency: how fast each answer is depends on the machine's load (8 seen in a full CI run,
+    # the first one waiting 0.7 s for a core; dozens on an idle machine).
+    assert len(waits) >= 5, len(waits)
