@@ -84,9 +84,9 @@ def gateway_app() -> tuple[App, Any]:
 
     app = build_app()
     app.state.dataplane = build_dataplane(Settings.from_env())
-    estimator = app.state.dataplane.executors["iris"].estimators
+    held = app.state.dataplane.executors["iris"].estimators  # by tag: iris's one version
     lane = V2FastLane(app, app, log_access=False)
-    return secure(lane, tokens=(), cors_origins=()), next(iter(estimator.values()))
+    return secure(lane, tokens=(), cors_origins=()), next(iter(held.values()))
 
 
 async def main() -> None:

@@ -271,6 +271,9 @@ def test_responses_stay_whole_with_writes_coalesced(monkeypatch: pytest.MonkeyPa
     monkeypatch.setitem(
         uvicorn.config.HTTP_PROTOCOLS, "auto", uvicorn.config.HTTP_PROTOCOLS["httptools"]
     )
+    guard = connections.GuardedHttpTools  # put back after: install sets them for the process
+    monkeypatch.setattr(guard, "header_timeout_s", guard.header_timeout_s)
+    monkeypatch.setattr(guard, "max_connections", guard.max_connections)
     connections.install(header_timeout_s=10, max_connections=100)
     with Uvicorn() as server, server.connect() as sock:
         sock.sendall(b"HEAD / HTTP/1.1\r\nHost: x\r\n\r\n")

@@ -120,9 +120,8 @@ def test_a_media_type_is_worked_out_once_per_io_model(monkeypatch: pytest.Monkey
     from _bentoml_sdk.io_models import IOMixin, ensure_io_descriptor
 
     installed = vars(IOMixin)["mime_type"].__func__  # BentoML's, or cached by an earlier test
-    upstream = getattr(installed, "upstream", installed)
+    upstream = getattr(installed, "__wrapped__", installed)
     monkeypatch.setattr(IOMixin, "mime_type", classmethod(upstream))  # put back after
-    monkeypatch.setattr(runners, "_MIME_TYPES", {})
     text, mapping = ensure_io_descriptor(str), ensure_io_descriptor(dict)
     expected = [text.mime_type(), mapping.mime_type()]
     assert expected == ["text/plain", "application/json"]

@@ -142,6 +142,7 @@ class CoalescedWrites:
         self.transport.write(data)
 
     def flush(self) -> None:
+        self.hold_next = False  # the response ended: nothing more of it to hold
         if self.held is not None:
             data, self.held = self.held, None
             self.transport.write(data)

@@ -23,7 +23,6 @@ start-up check of that seam (:mod:`adapters.bento.seams`).
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from typing import Any
@@ -50,8 +49,6 @@ class EagerDispatcher(CorkDispatcher[Any, Any]):
                     continue
                 jobs = tuple(self._get_inputs())
                 self._loop.create_task(self._send(jobs))
-            except asyncio.CancelledError:
-                raise
             except Exception:  # as BentoML's own loop: one bad round must not stop the API
                 logger.exception("error dispatching a batch")
 

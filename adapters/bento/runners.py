@@ -6,6 +6,7 @@ worker to the gateways' views through it)."""
 from __future__ import annotations
 
 import atexit
+import functools
 import os
 import shutil
 import tempfile
@@ -13,8 +14,6 @@ from pathlib import Path
 from typing import Any
 
 import bentoml
-
-_MIME_TYPES: dict[type, str] = {}
 
 
 def mime_types_cached() -> None:
@@ -29,18 +28,8 @@ def mime_types_cached() -> None:
     from _bentoml_sdk.io_models import IOMixin
 
     upstream = vars(IOMixin)["mime_type"].__func__
-    if getattr(upstream, "cached", False):
-        return
-
-    def mime_type(cls: type) -> str:
-        found = _MIME_TYPES.get(cls)
-        if found is None:
-            found = _MIME_TYPES[cls] = upstream(cls)
-        return found
-
-    mime_type.cached = True  # type: ignore[attr-defined]
-    mime_type.upstream = upstream  # type: ignore[attr-defined]
-    IOMixin.mime_type = classmethod(mime_type)
+    if not hasattr(upstream, "__wrapped__"):  # not cached yet in this process
+        IOMixin.mime_type = classmethod(functools.cache(upstream))  # type: ignore[arg-type]
 
 
 class RunnerService(bentoml.Service[Any]):  # type: ignore[misc]  # bentoml ships no stubs

@@ -243,8 +243,8 @@ def _check_dispatcher() -> None:
         problems.append("_bentoml_sdk.io_models.IOMixin.mime_type is not a classmethod")
     if problems:
         raise SeamBroken(
-            f"{problems[0]}: the runner's batches could not be sent as soon as it is idle"
-            f"{_versions()}"
+            f"{problems[0]}: the runner's calls would wait for company, fail, or build a "
+            f"JSON schema each{_versions()}"
         )
 
 
