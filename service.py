@@ -18,6 +18,7 @@ from adapters.bento import (
     RunnerService,
     collections_paused,
     drain,
+    open_lane,
     read_yaml_with_libyaml,
     removed_at_exit,
     require,
@@ -101,6 +102,16 @@ class ModelRunner:
     @bentoml.api
     def ready(self) -> bool:
         return True
+
+    @bentoml.on_startup
+    async def start_lane(self) -> None:
+        """The gateways' direct lane into this worker's batching (adapters/execution/lane.py)."""
+        self.lane = await open_lane(service_of(ModelRunner)) if settings.runner_lane else None
+
+    @bentoml.on_shutdown
+    async def stop_lane(self) -> None:
+        if self.lane is not None:
+            await self.lane.close()
 
 
 @bentoml.service(

@@ -202,13 +202,16 @@ def test_a_built_bento_serves_the_versions_it_was_built_with(
 def test_lane_off_default_best_deadline_and_any_method(
     store: Store, tmp_path_factory: pytest.TempPathFactory, lane: str
 ) -> None:
-    """The same V2 behaviour with BentoML's full stack (``OIP_FAST_LANE=0``) as through the lane:
-    ``OIP_DEFAULT_VERSION=best`` for every model, the request deadline (504 past it, the server
-    unharmed), V2 errors for any method, and bounded metric labels."""
+    """The same V2 behaviour with BentoML's full stack (``OIP_FAST_LANE=0``) and its HTTP path
+    to the runner (``OIP_RUNNER_LANE=0``) as through the lanes: ``OIP_DEFAULT_VERSION=best`` for
+    every model, iris on the runner, the request deadline (504 past it, the server unharmed), V2
+    errors for any method, and bounded metric labels."""
     log = tmp_path_factory.mktemp("lane") / f"lane-{lane}.log"
     env = {
         "OIP_MODELS": "iris,slow",
+        "OIP_PLACEMENT": "iris=runner,*=inprocess",
         "OIP_FAST_LANE": lane,
+        "OIP_RUNNER_LANE": lane,
         "OIP_DEFAULT_VERSION": "best",
         "OIP_REQUEST_TIMEOUT_S": "1",
     }
@@ -247,7 +250,21 @@ def test_lane_off_default_best_deadline_and_any_method(
             for i in range(3):
                 assert c.get(f"/v2/models/invented-{i}/infer").status_code == 405
             assert c.get("/v2/health/ready").status_code == 200
+            row = {
+                "name": "input-0",
+                "shape": [1, 4],
+                "datatype": "FP64",
+                "data": [5.1, 3.5, 1.4, 0.2],
+            }
+            iris = c.post("/v2/models/iris/infer", json={"inputs": [row]})
+            assert iris.status_code == 200, iris.text
             metrics = c.get("/metrics").text
+        lane_calls = sum(
+            float(m.rsplit(" ", 1)[1])
+            for m in metrics.splitlines()
+            if m.startswith("oip_runner_lane_calls_total")
+        )
+        assert (lane_calls >= 1) if lane == "1" else (lane_calls == 0), lane_calls
         ours = [m for m in metrics.splitlines() if m.startswith("oip_request_duration_seconds")]
         assert ours and not [m for m in ours if "invented-" in m]
         assert any('status="504"' in m and 'model="slow"' in m for m in ours)

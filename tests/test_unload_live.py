@@ -144,10 +144,14 @@ def counted(url: str, tag: str) -> int:
 
 
 def at_the_runner(url: str) -> int:
-    """Calls inside the runner's ``run`` API now (BentoML's gauge, read from /metrics)."""
-    prefix = 'bentoml_service_request_in_progress{endpoint="/run"'
+    """Calls inside the runner's ``run`` API now, read from /metrics: the direct lane's gauge
+    (adapters/execution/lane.py) and BentoML's, for calls that took its HTTP path."""
+    prefixes = (
+        "oip_runner_lane_calls_in_progress",
+        'bentoml_service_request_in_progress{endpoint="/run"',
+    )
     lines = httpx.get(f"{url}/metrics").text.splitlines()
-    return int(sum(float(line.rsplit(" ", 1)[1]) for line in lines if line.startswith(prefix)))
+    return int(sum(float(line.rsplit(" ", 1)[1]) for line in lines if line.startswith(prefixes)))
 
 
 @contextmanager

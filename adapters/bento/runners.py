@@ -34,14 +34,45 @@ def mime_types_cached() -> None:
 
 class RunnerService(bentoml.Service[Any]):  # type: ignore[misc]  # bentoml ships no stubs
     """The runner's service class (``@bentoml.service(service_class=RunnerService)``): its
-    batchable APIs send a batch as soon as they are idle (:mod:`adapters.bento.dispatch`)."""
+    batchable APIs send a batch as soon as they are idle (:mod:`adapters.bento.dispatch`), and
+    the direct lane (:mod:`adapters.execution.lane`) feeds the same batching."""
 
     def to_asgi(self, is_main: bool = True) -> Any:
+        from _bentoml_impl.server.app import ServiceAppFactory
+
         from adapters.bento import dispatch
 
         dispatch.install()  # before BentoML's app factory builds the dispatchers
         mime_types_cached()
-        return super().to_asgi(is_main=is_main)
+        # NOTE: what `Service.to_asgi` does (BentoML 1.4), keeping the factory: its
+        # `batch_infer` is the batching entry the lane calls (a seam: adapters/bento/seams.py)
+        self.inject_config()
+        factory = ServiceAppFactory(self, is_main=is_main)
+        _FACTORIES[self.name] = factory
+        return factory()
+
+
+_FACTORIES: dict[str, Any] = {}  # service name -> its app factory, in this worker process
+
+
+async def open_lane(service: Any) -> Any:
+    """In a runner worker, once BentoML's app has started: the direct lane's server, answering
+    each call with the service's own batching (``batch_infer``: its dispatcher, its 503 on a
+    call queued too long, its batch-size metric). ``None`` if it could not be opened."""
+    from bentoml import server_context
+    from bentoml.exceptions import ServiceUnavailable
+
+    from adapters.execution.lane import LaneServer, socket_path
+
+    factory = _FACTORIES[service.name]
+
+    async def handle(api: str, calls: list[Any]) -> list[Any]:
+        return await factory.batch_infer(api, (calls,), {})  # type: ignore[no-any-return]
+
+    server = LaneServer(handle, overloaded=(ServiceUnavailable,))
+    path = socket_path(shared_directory(), server_context.worker_index or 0)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return server if await server.open(path) else None
 
 
 def shared_directory(parent: int | None = None) -> Path:

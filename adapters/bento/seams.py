@@ -53,6 +53,12 @@ assembly)
 BentoML's IO models     every runner call builds a JSON schema twice  :func:`check` at start-up;
 ``mime_type``          (slower only)                                 ``tests/test_dispatch.py``
 (a classmethod)
+BentoML's              no direct lane: the runner's calls take       :func:`check` at start-up;
+``Service.to_asgi``    BentoML's HTTP path (slower only), or the     ``tests/test_unload_live``
+body and its app       runner worker fails to start                  ``.py`` (calls counted in
+factory's                                                            the lane's gauge)
+``batch_infer``
+(:mod:`.runners`)
 circus (kantoku) and   SIGTERM stops at once: requests dropped in a  :func:`check` at start-up
 tornado: the arbiter's rolling restart (:mod:`.drain`)               (``drain.check``);
 SIGTERM handler, its                                                 ``tests/test_drain.py``,
@@ -241,11 +247,39 @@ def _check_dispatcher() -> None:
     problems = dispatch.check()
     if not isinstance(vars(IOMixin).get("mime_type"), classmethod):
         problems.append("_bentoml_sdk.io_models.IOMixin.mime_type is not a classmethod")
+    problems += _lane_problems()
     if problems:
         raise SeamBroken(
-            f"{problems[0]}: the runner's calls would wait for company, fail, or build a "
-            f"JSON schema each{_versions()}"
+            f"{problems[0]}: the runner's calls would wait for company, fail, build a JSON "
+            f"schema each, or find no direct lane{_versions()}"
         )
+
+
+def _lane_problems() -> list[str]:
+    """What :class:`~adapters.bento.runners.RunnerService` does in place of BentoML's
+    ``Service.to_asgi`` (so as to keep the app factory), and the factory's batching entry the
+    direct lane calls (:func:`~adapters.bento.runners.open_lane`)."""
+    import inspect
+
+    import bentoml
+    from _bentoml_impl.server.app import ServiceAppFactory
+
+    problems = []
+    if not callable(getattr(bentoml.Service, "inject_config", None)):
+        problems.append("bentoml.Service.inject_config is gone")
+    if list(inspect.signature(ServiceAppFactory).parameters)[:2] != ["service", "is_main"]:
+        problems.append("ServiceAppFactory no longer takes (service, is_main)")
+    batch_infer = getattr(ServiceAppFactory, "batch_infer", None)
+    if batch_infer is None or not inspect.iscoroutinefunction(batch_infer):
+        problems.append("ServiceAppFactory.batch_infer is gone")
+    elif list(inspect.signature(batch_infer).parameters) != [
+        "self",
+        "name",
+        "input_args",
+        "input_kwargs",
+    ]:
+        problems.append("ServiceAppFactory.batch_infer no longer takes (name, args, kwargs)")
+    return problems
 
 
 async def _app(scope: Any, receive: Any, send: Any) -> None:

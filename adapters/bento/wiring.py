@@ -15,6 +15,7 @@ from adapters.config.fields import ConfigError
 from adapters.config.settings import Placement, Settings
 from adapters.dataplane.plane import DataPlane
 from adapters.execution.inprocess import InProcess
+from adapters.execution.lane import Lanes
 from adapters.execution.runner import RunnerClient
 from adapters.execution.runtime import Executor
 from adapters.execution.worker import RunnerWorker
@@ -104,7 +105,14 @@ def build_dataplane(settings: Settings, runner: Any = None, *, bento: Any = None
     remote = None
     if runner is not None:
         apis = settings.runner_apis()
-        remote = RunnerClient(runner, apis=apis, budget=budget, batching=settings.batching)
+        lanes = None
+        if settings.runner_lane:
+            from adapters.bento import shared_directory
+
+            lanes = Lanes(shared_directory())
+        remote = RunnerClient(
+            runner, apis=apis, budget=budget, batching=settings.batching, lanes=lanes
+        )
     executors: dict[str, Executor] = {}
     for name in settings.models:
         if settings.placement(name) is Placement.INPROCESS:

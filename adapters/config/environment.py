@@ -67,6 +67,14 @@ class Environment(BaseSettings):
         "Processes of the runner service, which starts only when a model is placed on `runner`.",
         gt=0,
     )
+    runner_lane: bool = setting(
+        True,
+        Group.SERVING,
+        """Calls from the gateway to the runner take a Unix socket of each runner worker straight
+        into its batching, instead of BentoML's HTTP client and server (about half the cost of
+        a small call; `adapters/execution/lane.py`). `0`: BentoML's path only, same V2
+        behaviour.""",
+    )
     max_loaded_versions: int = setting(
         0,
         Group.SERVING,

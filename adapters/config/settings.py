@@ -107,6 +107,7 @@ class Settings:
     )
     workers: int = DEFAULTS.workers
     runner_workers: int = DEFAULTS.runner_workers
+    runner_lane: bool = DEFAULTS.runner_lane
     max_batch_size: int = DEFAULTS.max_batch_size
     max_latency_ms: int = DEFAULTS.max_latency_ms
     server_name: str = DEFAULTS.server_name

@@ -34,6 +34,7 @@ import anyio
 from bentoml.exceptions import BentoMLException
 
 from adapters.config.settings import Batching
+from adapters.execution.lane import LaneLost, LaneOverloaded, Lanes
 from adapters.execution.residency import Reloads, Residency
 from adapters.execution.runtime import Result, join_outputs, row_chunks, unwrap
 from adapters.execution.worker import View
@@ -72,6 +73,7 @@ class RunnerClient:
         gateway: int | None = None,
         budget: int = 0,
         batching: Callable[[str], Batching] = lambda name: Batching(),
+        lanes: Lanes | None = None,
     ):
         import aiohttp  # here, not at module level: only a gateway with a runner pays for it
 
@@ -101,6 +103,7 @@ class RunnerClient:
         self.residency = Residency(budget)
         self.reloads = Reloads()
         self.batching = batching
+        self.lanes = lanes  # straight to the runner workers' batching (adapters/execution/lane)
         self._trimming: asyncio.Task[None] | None = None
 
     def preload_sync(self, tags: Sequence[str]) -> dict[str, str]:
@@ -230,7 +233,23 @@ class RunnerClient:
                 headers={"Retry-After": "1"},
             )
         call = [(version.tag, methods, rows, self.view)]
-        run = getattr(self.runner.to_async, self.apis.get(version.name, "run"))
+        api = self.apis.get(version.name, "run")
+        lane = await self.lanes.pick() if self.lanes is not None else None
+        if lane is not None:
+            try:
+                (result,) = await lane.call(api, call)
+            except LaneLost:  # the worker died under the call (a restart reopens its lane)
+                self._known = False
+                raise NotReady(
+                    f"the runner of model '{version.name}' cannot be reached, retry later",
+                    headers={"Retry-After": "1"},
+                ) from None
+            except LaneOverloaded:
+                raise Overloaded(
+                    f"the runner of model '{version.name}' is overloaded, retry later"
+                ) from None
+            return result  # type: ignore[no-any-return]
+        run = getattr(self.runner.to_async, api)
         try:
             try:
                 (result,) = await run(call)
