@@ -224,7 +224,8 @@ class Environment(BaseSettings):
     tracing: bool = setting(
         False,
         Group.OPERATIONS,
-        """OpenTelemetry spans for the V2 routes and the runner's; needs `OIP_FAST_LANE=0`.
+        """OpenTelemetry spans for the V2 routes and the runner's; needs `OIP_FAST_LANE=0` (and
+        `OIP_RUNNER_LANE=0` for the runner's).
         Off, they are left out of tracing: a span costs more than a small predict, and no
         exporter is configured by default.""",
     )
