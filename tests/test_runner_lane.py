@@ -218,3 +218,10 @@ def test_no_socket_no_lane(directory: Path) -> None:
         assert await Lanes(directory / "absent").pick() is None
 
     run(main)
+
+
+def test_a_directory_where_no_socket_can_be_made_opens_no_lane(directory: Path) -> None:
+    async def main() -> None:
+        assert not await LaneServer(echo, overloaded=(Busy,)).open(directory / "absent" / "l.sock")
+
+    run(main)

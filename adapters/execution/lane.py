@@ -86,14 +86,19 @@ class LaneServer:
         self._writers: set[asyncio.StreamWriter] = set()
 
     async def open(self, path: Path) -> bool:
-        """Listen on ``path`` (replacing a predecessor's socket); False if the path is too long
-        for a Unix socket (the gateways then use the HTTP path)."""
+        """Listen on ``path`` (replacing a predecessor's socket); False, with a warning, where no
+        Unix socket can be opened there (a path too long for one, no Unix sockets, no room): the
+        gateways then use the HTTP path."""
         if len(os.fsencode(path)) > MAX_PATH:
             logger.warning("no direct lane to the runner: %s is too long for a Unix socket", path)
             return False
-        path.unlink(missing_ok=True)
-        self.server = await asyncio.start_unix_server(self._serve, path=str(path))
-        os.chmod(path, 0o600)
+        try:
+            path.unlink(missing_ok=True)
+            self.server = await asyncio.start_unix_server(self._serve, path=str(path))
+            os.chmod(path, 0o600)
+        except (OSError, AttributeError) as exc:  # AttributeError: no Unix sockets (Windows)
+            logger.warning("no direct lane to the runner at %s: %s", path, exc)
+            return False
         self.path = path
         return True
 
