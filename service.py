@@ -110,8 +110,9 @@ class ModelRunner:
 
     @bentoml.on_shutdown
     async def stop_lane(self) -> None:
-        if self.lane is not None:
-            await self.lane.close()
+        lane = getattr(self, "lane", None)  # None: not opened
+        if lane is not None:
+            await lane.close()
 
 
 @bentoml.service(

@@ -8,16 +8,21 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
+import socket
 import stat
 import tempfile
+import types
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
 import numpy as np
 import pytest
+import uvloop
 
 from adapters.execution.lane import (
+    HEADER,
     MAX_PATH,
     LaneFailed,
     LaneLost,
@@ -26,6 +31,8 @@ from adapters.execution.lane import (
     LaneServer,
     socket_path,
 )
+from adapters.execution.runner import RunnerClient
+from adapters.protocol.errors import NotReady, Overloaded
 
 T = TypeVar("T")
 
@@ -34,22 +41,32 @@ class Busy(Exception):
     """What the runner's batching raises for a call queued too long (BentoML's 503)."""
 
 
-def run(main: Callable[[], Awaitable[T]]) -> T:
-    async def bounded() -> T:
-        return await asyncio.wait_for(main(), 30)  # a hang guard only
+Run = Callable[[Callable[[], Awaitable[T]]], T]
 
-    return asyncio.run(bounded())
+
+@pytest.fixture(params=["asyncio", "uvloop"])
+def run(request: pytest.FixtureRequest) -> Callable[[Callable[[], Awaitable[Any]]], Any]:
+    """Runs a test's coroutine on asyncio's loop and on uvloop's, which BentoML's workers run
+    (a transport closed under a write fails differently on each)."""
+
+    def runner(main: Callable[[], Awaitable[Any]]) -> Any:
+        async def bounded() -> Any:
+            return await asyncio.wait_for(main(), 30)  # a hang guard only
+
+        if request.param == "uvloop":
+            return uvloop.run(bounded())
+        return asyncio.run(bounded())
+
+    return runner
 
 
 @pytest.fixture
 def directory() -> Iterator[Path]:
     # NOTE: a short path of its own: a Unix socket's path holds ~100 bytes, pytest's tmp_path
-    # can be longer
+    # can be longer; mkdtemp makes it private (0700), as the runner's shared directory is
     path = Path(tempfile.mkdtemp(prefix="lane-"))
     yield path
-    for child in path.iterdir():
-        child.unlink()
-    path.rmdir()
+    shutil.rmtree(path)
 
 
 async def echo(api: str, calls: list[Any]) -> list[Any]:
@@ -61,12 +78,12 @@ async def echo(api: str, calls: list[Any]) -> list[Any]:
     return [(api, rows * 2) for rows in calls]
 
 
-def test_a_call_round_trips_through_the_socket(directory: Path) -> None:
+def test_a_call_round_trips_through_the_socket(directory: Path, run: Run[None]) -> None:
     async def main() -> None:
         server = LaneServer(echo, overloaded=(Busy,))
         path = socket_path(directory, 1)
         assert await server.open(path)
-        assert stat.S_IMODE(os.stat(path).st_mode) == 0o600  # the worker's alone
+        assert stat.S_IMODE(os.stat(path).st_mode) & 0o077 == 0  # the user's alone
         lanes = Lanes(directory)
         lane = await lanes.pick()
         assert lane is not None
@@ -81,7 +98,9 @@ def test_a_call_round_trips_through_the_socket(directory: Path) -> None:
     run(main)
 
 
-def test_calls_in_flight_are_answered_in_any_order_each_to_its_caller(directory: Path) -> None:
+def test_calls_in_flight_are_answered_in_any_order_each_to_its_caller(
+    directory: Path, run: Run[None]
+) -> None:
     release: dict[int, asyncio.Event] = {}
 
     async def held(api: str, calls: list[Any]) -> list[Any]:
@@ -109,7 +128,7 @@ def test_calls_in_flight_are_answered_in_any_order_each_to_its_caller(directory:
     run(main)
 
 
-def test_overloaded_and_failed_calls_are_told_apart(directory: Path) -> None:
+def test_overloaded_and_failed_calls_are_told_apart(directory: Path, run: Run[None]) -> None:
     async def main() -> None:
         server = LaneServer(echo, overloaded=(Busy,))
         await server.open(socket_path(directory, 1))
@@ -125,7 +144,9 @@ def test_overloaded_and_failed_calls_are_told_apart(directory: Path) -> None:
     run(main)
 
 
-def test_a_worker_gone_mid_call_fails_its_calls_and_no_lane_is_offered(directory: Path) -> None:
+def test_a_worker_gone_mid_call_fails_its_calls_and_no_lane_is_offered(
+    directory: Path, run: Run[None]
+) -> None:
     entered = asyncio.Event()
 
     async def forever(api: str, calls: list[Any]) -> list[Any]:
@@ -150,7 +171,9 @@ def test_a_worker_gone_mid_call_fails_its_calls_and_no_lane_is_offered(directory
     run(main)
 
 
-def test_a_stale_socket_is_skipped_and_a_restarted_worker_is_found(directory: Path) -> None:
+def test_a_stale_socket_is_skipped_and_a_restarted_worker_is_found(
+    directory: Path, run: Run[None]
+) -> None:
     async def main() -> None:
         path = socket_path(directory, 1)
         first = LaneServer(echo, overloaded=(Busy,))
@@ -173,7 +196,9 @@ def test_a_stale_socket_is_skipped_and_a_restarted_worker_is_found(directory: Pa
     run(main)
 
 
-def test_calls_spread_over_workers_by_what_each_has_in_flight(directory: Path) -> None:
+def test_calls_spread_over_workers_by_what_each_has_in_flight(
+    directory: Path, run: Run[None]
+) -> None:
     gate = asyncio.Event()
 
     async def held(api: str, calls: list[Any]) -> list[Any]:
@@ -203,7 +228,9 @@ def test_calls_spread_over_workers_by_what_each_has_in_flight(directory: Path) -
     run(main)
 
 
-def test_a_directory_too_deep_for_a_unix_socket_opens_no_lane(directory: Path) -> None:
+def test_a_directory_too_deep_for_a_unix_socket_opens_no_lane(
+    directory: Path, run: Run[None]
+) -> None:
     deep = directory / ("d" * (MAX_PATH - len(str(directory))))
 
     async def main() -> None:
@@ -212,7 +239,7 @@ def test_a_directory_too_deep_for_a_unix_socket_opens_no_lane(directory: Path) -
     run(main)
 
 
-def test_no_socket_no_lane(directory: Path) -> None:
+def test_no_socket_no_lane(directory: Path, run: Run[None]) -> None:
     async def main() -> None:
         assert await Lanes(directory).pick() is None
         assert await Lanes(directory / "absent").pick() is None
@@ -220,8 +247,186 @@ def test_no_socket_no_lane(directory: Path) -> None:
     run(main)
 
 
-def test_a_directory_where_no_socket_can_be_made_opens_no_lane(directory: Path) -> None:
+def test_a_directory_where_no_socket_can_be_made_opens_no_lane(
+    directory: Path, run: Run[None]
+) -> None:
+    (directory / "file").touch()
+
     async def main() -> None:
-        assert not await LaneServer(echo, overloaded=(Busy,)).open(directory / "absent" / "l.sock")
+        assert not await LaneServer(echo, overloaded=(Busy,)).open(directory / "file" / "l.sock")
 
     run(main)
+
+
+def test_a_frame_that_cannot_be_read_fails_its_own_call_only(
+    directory: Path, run: Run[None]
+) -> None:
+    async def main() -> None:
+        server = LaneServer(echo, overloaded=(Busy,))
+        await server.open(socket_path(directory, 1))
+        lane = await Lanes(directory).pick()
+        assert lane is not None
+        kept = asyncio.create_task(lane.call("run", [1]))
+        ident = 10**6
+        answer = asyncio.get_running_loop().create_future()
+        lane.pending[ident] = answer
+        lane.writer.write(HEADER.pack(4, ident) + b"junk")  # not a pickle
+        outcome, message = await answer
+        assert outcome == "error" and "Unpickling" in message, message
+        assert await kept == [("run", 2)]
+        assert await lane.call("run", [5]) == [("run", 10)]  # the connection serves on
+        await server.close()
+
+    run(main)
+
+
+def test_a_caller_that_gives_up_leaves_the_lane_clean(directory: Path, run: Run[None]) -> None:
+    gate = asyncio.Event()
+
+    async def held(api: str, calls: list[Any]) -> list[Any]:
+        await gate.wait()
+        return calls
+
+    async def main() -> None:
+        server = LaneServer(held, overloaded=(Busy,))
+        await server.open(socket_path(directory, 1))
+        lane = await Lanes(directory).pick()
+        assert lane is not None
+        with pytest.raises(TimeoutError):  # a request's deadline
+            await asyncio.wait_for(lane.call("run", [1]), 0.05)
+        assert not lane.pending
+        gate.set()  # its late answer arrives and is dropped
+        assert await lane.call("run", [2]) == [2]
+        assert not lane.pending and not lane.closed
+        await server.close()
+
+    run(main)
+
+
+def test_no_lane_in_a_directory_others_can_enter(directory: Path, run: Run[None]) -> None:
+    async def main() -> None:
+        server = LaneServer(echo, overloaded=(Busy,))
+        assert await server.open(socket_path(directory, 1))
+        directory.chmod(0o755)  # someone else's, or made by someone else: not to be trusted
+        assert await Lanes(directory).pick() is None
+        assert not await LaneServer(echo, overloaded=(Busy,)).open(socket_path(directory, 2))
+        directory.chmod(0o700)
+        await server.close()
+
+    run(main)
+
+
+VERSION = types.SimpleNamespace(name="iris", tag="iris:v1")  # what RunnerClient reads of one
+
+
+def client(directory: Path) -> RunnerClient:
+    """The gateway's runner client with lanes only (no BentoML client: a call that took the
+    HTTP path would fail on ``None``)."""
+    return RunnerClient(None, gateway=0, lanes=Lanes(directory))
+
+
+async def dies_under_calls(server: list[LaneServer]) -> Callable[[str, list[Any]], Awaitable[Any]]:
+    async def handle(api: str, calls: list[Any]) -> list[Any]:
+        await server[0].close()  # the worker dies with the call in flight
+        await asyncio.Event().wait()
+        return []
+
+    return handle
+
+
+def test_a_call_whose_worker_dies_is_sent_to_another(directory: Path, run: Run[None]) -> None:
+    async def main() -> None:
+        dying: list[LaneServer] = []
+        dying.append(LaneServer(await dies_under_calls(dying), overloaded=(Busy,)))
+        await dying[0].open(socket_path(directory, 1))  # picked first: the lowest path
+        alive = LaneServer(lambda api, calls: echo(api, calls), overloaded=(Busy,))
+        await alive.open(socket_path(directory, 2))
+        runner = client(directory)
+        rows = np.ones((1, 4))
+        (api, doubled) = await runner._call(VERSION, ("predict",), rows)  # type: ignore[arg-type]
+        assert api == "run"
+        assert doubled[0] == "iris:v1" and doubled[1] == ("predict",)  # the call, as sent
+        assert runner._known is None  # nothing said not ready: another worker answered
+        await alive.close()
+
+    run(main)
+
+
+def test_a_call_whose_only_worker_dies_is_a_503_to_retry(directory: Path, run: Run[None]) -> None:
+    async def main() -> None:
+        dying: list[LaneServer] = []
+        dying.append(LaneServer(await dies_under_calls(dying), overloaded=(Busy,)))
+        await dying[0].open(socket_path(directory, 1))
+        runner = client(directory)
+        with pytest.raises(NotReady) as raised:
+            await runner._call(VERSION, ("predict",), np.ones((1, 4)))  # type: ignore[arg-type]
+        assert raised.value.status_code == 503
+        assert raised.value.headers is not None and raised.value.headers["Retry-After"] == "1"
+        assert runner._known is False  # readiness is asked again before the next call
+
+    run(main)
+
+
+def test_a_call_refused_by_the_batching_is_overloaded(directory: Path, run: Run[None]) -> None:
+    async def main() -> None:
+        server = LaneServer(echo, overloaded=(Busy,))
+        await server.open(socket_path(directory, 1))
+        runner = RunnerClient(None, gateway=0, lanes=Lanes(directory), apis={"iris": "busy"})
+        with pytest.raises(Overloaded):
+            await runner._call(VERSION, ("predict",), np.ones((1, 4)))  # type: ignore[arg-type]
+        await server.close()
+
+    run(main)
+
+
+def test_calls_on_a_lane_closing_under_them_are_lost_never_an_error(
+    directory: Path, run: Run[None]
+) -> None:
+    """A worker that hangs up at once (here a bare socket): every call, before, while and after
+    the lane learns of it, is LaneLost, a V2 503, never a 500 (on uvloop a write to a transport
+    closed under it raises RuntimeError, not ConnectionError)."""
+
+    async def main() -> None:
+        with socket.socket(socket.AF_UNIX) as listener:
+            listener.bind(str(socket_path(directory, 1)))
+            listener.listen()
+            lane = await Lanes(directory).pick()
+            assert lane is not None
+            accepted, _ = listener.accept()
+            accepted.close()
+            for _ in range(50):  # before, while and after the lane learns of the close
+                with pytest.raises(LaneLost):
+                    await lane.call("run", [1])
+                await asyncio.sleep(0)
+
+    run(main)
+
+
+def test_start_up_refuses_a_bentoml_whose_to_asgi_the_runner_would_not_repeat(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """RunnerService.to_asgi repeats BentoML's to keep its app factory (the lane's way into the
+    batching): a BentoML whose to_asgi does more, or whose batch_infer changed, is refused."""
+    import bentoml
+    from _bentoml_impl.server.app import ServiceAppFactory
+
+    from adapters.bento import seams
+
+    seams.check()
+
+    def to_asgi(self: Any, is_main: bool = True) -> Any:
+        self.inject_config()
+        self.something_new()
+        return ServiceAppFactory(self, is_main=is_main)()
+
+    with monkeypatch.context() as patched:
+        patched.setattr(bentoml.Service, "to_asgi", to_asgi)
+        with pytest.raises(seams.SeamBroken, match="to_asgi is no longer what RunnerService"):
+            seams.check()
+
+    async def batch_infer(self: Any, name: str, args: Any) -> Any:
+        return None
+
+    monkeypatch.setattr(ServiceAppFactory, "batch_infer", batch_infer)
+    with pytest.raises(seams.SeamBroken, match="batch_infer no longer takes"):
+        seams.check()

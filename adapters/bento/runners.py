@@ -71,7 +71,6 @@ async def open_lane(service: Any) -> Any:
 
     server = LaneServer(handle, overloaded=(ServiceUnavailable,))
     path = socket_path(shared_directory(), server_context.worker_index or 0)
-    path.parent.mkdir(parents=True, exist_ok=True)
     return server if await server.open(path) else None
 
 

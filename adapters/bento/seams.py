@@ -53,12 +53,12 @@ assembly)
 BentoML's IO models     every runner call builds a JSON schema twice  :func:`check` at start-up;
 ``mime_type``          (slower only)                                 ``tests/test_dispatch.py``
 (a classmethod)
-BentoML's              no direct lane: the runner's calls take       :func:`check` at start-up;
-``Service.to_asgi``    BentoML's HTTP path (slower only), or the     ``tests/test_unload_live``
-body and its app       runner worker fails to start                  ``.py`` (calls counted in
-factory's                                                            the lane's gauge)
-``batch_infer``
-(:mod:`.runners`)
+BentoML's              the runner skips a step BentoML added to      :func:`check` at start-up
+``Service.to_asgi``    ``to_asgi``; every call over the direct lane  (the body repeated, the
+body and its app       fails (500) if ``batch_infer`` changed        factory's signatures);
+factory's                                                            ``tests/test_e2e.py`` (calls
+``batch_infer``                                                      counted by the lane's
+(:mod:`.runners`)                                                    counter)
 circus (kantoku) and   SIGTERM stops at once: requests dropped in a  :func:`check` at start-up
 tornado: the arbiter's rolling restart (:mod:`.drain`)               (``drain.check``);
 SIGTERM handler, its                                                 ``tests/test_drain.py``,
@@ -78,6 +78,7 @@ from __future__ import annotations
 import ast
 import importlib.metadata
 import importlib.util
+import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -255,6 +256,25 @@ def _check_dispatcher() -> None:
         )
 
 
+TO_ASGI = """
+def to_asgi(self, is_main: bool = True) -> ext.ASGIApp:
+    from _bentoml_impl.server.app import ServiceAppFactory
+
+    self.inject_config()
+    factory = ServiceAppFactory(self, is_main=is_main)
+    return factory()
+"""
+"""BentoML 1.4.39's ``Service.to_asgi``, which :class:`~adapters.bento.runners.RunnerService`
+repeats to keep the app factory: any other body fails the start-up check."""
+
+
+def _statements(source: str) -> list[str]:
+    """A function's statements, as syntax (formatting and comments left out)."""
+    (function,) = ast.parse(textwrap.dedent(source)).body
+    assert isinstance(function, ast.FunctionDef)
+    return [ast.dump(statement) for statement in function.body]
+
+
 def _lane_problems() -> list[str]:
     """What :class:`~adapters.bento.runners.RunnerService` does in place of BentoML's
     ``Service.to_asgi`` (so as to keep the app factory), and the factory's batching entry the
@@ -265,8 +285,8 @@ def _lane_problems() -> list[str]:
     from _bentoml_impl.server.app import ServiceAppFactory
 
     problems = []
-    if not callable(getattr(bentoml.Service, "inject_config", None)):
-        problems.append("bentoml.Service.inject_config is gone")
+    if _statements(inspect.getsource(bentoml.Service.to_asgi)) != _statements(TO_ASGI):
+        problems.append("bentoml.Service.to_asgi is no longer what RunnerService.to_asgi repeats")
     if list(inspect.signature(ServiceAppFactory).parameters)[:2] != ["service", "is_main"]:
         problems.append("ServiceAppFactory no longer takes (service, is_main)")
     batch_infer = getattr(ServiceAppFactory, "batch_infer", None)

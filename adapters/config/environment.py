@@ -72,8 +72,9 @@ class Environment(BaseSettings):
         Group.SERVING,
         """Calls from the gateway to the runner take a Unix socket of each runner worker straight
         into its batching, instead of BentoML's HTTP client and server (about half the cost of
-        a small call; `adapters/execution/lane.py`). `0`: BentoML's path only, same V2
-        behaviour.""",
+        a small call; `adapters/execution/lane.py`). `0`: BentoML's path only, with the same
+        answers, except that a call whose only runner worker dies under it waits for the
+        restart (at most until the request deadline) instead of a 503.""",
     )
     max_loaded_versions: int = setting(
         0,

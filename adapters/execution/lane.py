@@ -2,27 +2,24 @@
 worker's own, into the very batching of its BentoML API, without BentoML's HTTP client and
 server in between.
 
-Why: at one connection a call to the runner cost ~0.9 ms of the gateway's CPU and ~1.2 ms of the
-runner worker's (py-spy, iris): aiohttp and BentoML's client on one side, uvicorn, Starlette,
-BentoML's middlewares and its request parsing on the other, for a sub-millisecond predict
-(``docs/performance.md``). The lane keeps what matters of that path: the runner worker's
-dispatcher (calls merged into batches, a call queued past the model's ``max_latency_ms``
-answered overloaded), its batch-size metric, the thread a batch runs on. What it leaves out is
-only transport.
+Why: BentoML's client and server (aiohttp; uvicorn, Starlette, four middlewares, request
+parsing) cost more than a small predict, twice over (``docs/performance.md``). The lane keeps the
+worker's dispatcher (batches, the 503 past ``max_latency_ms``), its metric and its thread.
 
-Wire: every frame is a 4-byte big-endian length and a pickle. A gateway sends
-``(id, api, calls)`` and gets ``(id, outcome, payload)``: ``"ok"`` and the results, or
-``"overloaded"`` / ``"error"`` and a message. Calls are answered as their batches end, in any
-order, matched by id; one connection per gateway process and runner worker carries them all.
-The socket is the worker's alone (mode 0600, in the runner's shared directory:
-:func:`~adapters.bento.runners.shared_directory`), as the pickles BentoML's own runner calls
-carry are.
+Wire: every frame is a header (the pickle's length and the call's id) and a pickle: a gateway
+sends ``(api, calls)``, the worker answers ``("ok", results)``, ``("overloaded", message)`` or
+``("error", message)``. Calls are answered as their batches end, in any order, matched by id;
+one connection per gateway process and runner worker carries them all, and a frame that cannot
+be read fails its own call only. Sockets are opened and looked for only in the runner's shared
+directory (:func:`~adapters.bento.runners.shared_directory`) when it is this user's and closed
+to everyone else (:func:`private`): whatever answers there is unpickled.
 
 A gateway (:class:`Lanes`) finds the sockets of the live workers in that directory, at most
 every ``rescan_s``, and sends each call to the one with the fewest calls in flight. When no lane
-can be used (not opened yet, ``OIP_RUNNER_LANE=0``, a stale socket of a dead worker) the caller
+is open (not opened yet, ``OIP_RUNNER_LANE=0``, only stale sockets of dead workers) the caller
 takes BentoML's HTTP path, which knows a runner's start, death and restart. A lane closed while
-calls were in flight fails them with :class:`LaneLost`: the runner worker died under them.
+calls were in flight fails them with :class:`LaneLost`: the runner worker died under them (the
+caller sends such a call once more to another worker's lane, if one is open).
 """
 
 from __future__ import annotations
@@ -33,6 +30,7 @@ import itertools
 import logging
 import os
 import pickle
+import stat
 import struct
 import time
 from collections.abc import Awaitable, Callable
@@ -42,10 +40,11 @@ from typing import Any
 from adapters.execution.metrics import lane_calls
 
 logger = logging.getLogger(__name__)
-HEADER = struct.Struct(">I")
+HEADER = struct.Struct(">IQ")  # the pickle's length, the call's id
 MAX_PATH = 100  # sun_path holds 108 bytes on Linux, 104 on macOS
-Handle = Callable[[str, list[Any]], Awaitable[list[Any]]]
-"""A runner worker's side of a call: the API's name and the calls, to their results."""
+CONNECT_S = 1.0  # a worker's socket that does not accept in this long is skipped until next look
+Handle = Callable[[str, list[Any]], Awaitable[list[Any]]]  # (api, calls) -> results
+Clock = Callable[[], float]
 
 
 class LaneLost(ConnectionError):
@@ -64,14 +63,28 @@ def socket_path(directory: Path, index: int) -> Path:
     return directory / f"lane-{index}.sock"
 
 
-def _frame(message: Any) -> bytes:
+def private(directory: Path) -> bool:
+    """Whether ``directory`` is a real directory of this user that no one else can enter: the
+    only place a lane is opened or looked for (a pickle is run by whoever reads it)."""
+    try:
+        st = os.lstat(directory)
+    except OSError:
+        return False
+    return stat.S_ISDIR(st.st_mode) and st.st_uid == os.geteuid() and not st.st_mode & 0o077
+
+
+def _frame(ident: int, message: Any) -> bytes:
     body = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
-    return HEADER.pack(len(body)) + body
+    return HEADER.pack(len(body), ident) + body
 
 
-async def _read(reader: asyncio.StreamReader) -> Any:
-    (size,) = HEADER.unpack(await reader.readexactly(HEADER.size))
-    return pickle.loads(await reader.readexactly(size))
+async def _read(reader: asyncio.StreamReader) -> tuple[int, bytes]:
+    size, ident = HEADER.unpack(await reader.readexactly(HEADER.size))
+    return ident, await reader.readexactly(size)
+
+
+def _loads(body: bytes) -> Any:
+    return pickle.loads(body)  # from a socket in this user's private directory: see private()
 
 
 class LaneServer:
@@ -86,19 +99,26 @@ class LaneServer:
         self._writers: set[asyncio.StreamWriter] = set()
 
     async def open(self, path: Path) -> bool:
-        """Listen on ``path`` (replacing a predecessor's socket); False, with a warning, where no
-        Unix socket can be opened there (a path too long for one, no Unix sockets, no room): the
-        gateways then use the HTTP path."""
+        """Listen on ``path`` (replacing a predecessor's socket) in its private directory (made
+        so if missing); False, with a warning, where no lane can be opened there (a directory
+        another user could enter, a path too long for a Unix socket, no Unix sockets, no room):
+        the gateways then use the HTTP path."""
         if len(os.fsencode(path)) > MAX_PATH:
             logger.warning("no direct lane to the runner: %s is too long for a Unix socket", path)
             return False
+        mask = os.umask(0o077)  # the socket is never open to others, not even before a chmod
         try:
+            path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            if not private(path.parent):
+                logger.warning("no direct lane to the runner: %s is not private", path.parent)
+                return False
             path.unlink(missing_ok=True)
             self.server = await asyncio.start_unix_server(self._serve, path=str(path))
-            os.chmod(path, 0o600)
         except (OSError, AttributeError) as exc:  # AttributeError: no Unix sockets (Windows)
             logger.warning("no direct lane to the runner at %s: %s", path, exc)
             return False
+        finally:
+            os.umask(mask)
         self.path = path
         return True
 
@@ -119,8 +139,8 @@ class LaneServer:
         self._writers.add(writer)
         try:
             while True:
-                ident, api, calls = await _read(reader)
-                task = loop.create_task(self._answer(writer, ident, api, calls))
+                ident, body = await _read(reader)
+                task = loop.create_task(self._answer(writer, ident, body))
                 self._tasks.add(task)
                 task.add_done_callback(self._tasks.discard)
         except (asyncio.IncompleteReadError, ConnectionError, asyncio.CancelledError):
@@ -129,26 +149,28 @@ class LaneServer:
             self._writers.discard(writer)
             writer.close()
 
-    async def _answer(self, writer: asyncio.StreamWriter, ident: int, api: str, calls: Any) -> None:
+    async def _answer(self, writer: asyncio.StreamWriter, ident: int, body: bytes) -> None:
         total, in_progress = lane_calls()
         total.inc()
         in_progress.inc()
         try:
-            reply: tuple[Any, ...] = (ident, "ok", await self.handle(api, calls))
+            api, calls = _loads(body)
+            reply: tuple[str, Any] = ("ok", await self.handle(api, calls))
         except self.overloaded as exc:
-            reply = (ident, "overloaded", str(exc))
-        except Exception as exc:
+            reply = ("overloaded", str(exc))
+        except Exception as exc:  # this call's alone: the others on the connection go on
             logger.exception("runner call failed")
-            reply = (ident, "error", f"{type(exc).__name__}: {exc}")
+            reply = ("error", f"{type(exc).__name__}: {exc}")
         finally:
             in_progress.dec()
+        try:
+            frame = _frame(ident, reply)
+        except Exception as exc:  # an answer that cannot be pickled: say so instead
+            frame = _frame(ident, ("error", f"the answer could not be sent: {exc!r}"))
         if writer.is_closing():
             return
-        try:
-            writer.write(_frame(reply))
-        except Exception as exc:  # an answer that cannot be pickled: say so instead
-            writer.write(_frame((ident, "error", f"the answer could not be sent: {exc!r}")))
-        with contextlib.suppress(ConnectionError):
+        with contextlib.suppress(ConnectionError, RuntimeError):  # the gateway went away
+            writer.write(frame)
             await writer.drain()
 
 
@@ -163,18 +185,27 @@ class Lane:
         self._reading = asyncio.get_running_loop().create_task(self._read_answers(reader))
 
     async def call(self, api: str, calls: list[Any]) -> list[Any]:
-        if self.closed:
+        """The results of ``calls`` by the worker's ``api``; :class:`LaneLost`,
+        :class:`LaneOverloaded` or :class:`LaneFailed` otherwise."""
+        if self.closed or self.writer.is_closing():
+            self._lost()
             raise LaneLost(f"the lane {self.path} is closed")
         ident = next(self._ids)
         future = asyncio.get_running_loop().create_future()
+        frame = _frame(ident, (api, calls))
         self.pending[ident] = future
         try:
-            self.writer.write(_frame((ident, api, calls)))
-            await self.writer.drain()
+            # NOTE: a transport closed under the write raises ConnectionError on asyncio's loop,
+            # RuntimeError on uvloop's (which BentoML's workers run)
+            try:
+                self.writer.write(frame)
+                await self.writer.drain()
+            except (ConnectionError, RuntimeError) as exc:
+                self.pending.pop(ident, None)
+                future.cancel()  # its own: never awaited, never an unretrieved exception
+                self._lost()
+                raise LaneLost(f"the lane {self.path} closed: {exc}") from None
             outcome, payload = await future
-        except ConnectionError as exc:
-            self._lost()
-            raise LaneLost(str(exc)) from None
         finally:
             self.pending.pop(ident, None)
         if outcome == "ok":
@@ -186,14 +217,16 @@ class Lane:
     async def _read_answers(self, reader: asyncio.StreamReader) -> None:
         try:
             while True:
-                ident, outcome, payload = await _read(reader)
+                ident, body = await _read(reader)
                 future = self.pending.pop(ident, None)
-                if future is not None and not future.done():
-                    future.set_result((outcome, payload))
+                if future is None or future.done():
+                    continue  # its caller gave up (deadline, client gone)
+                try:
+                    future.set_result(_loads(body))
+                except Exception as exc:  # this answer's alone
+                    future.set_exception(LaneFailed(f"an answer that cannot be read: {exc!r}"))
         except (asyncio.IncompleteReadError, ConnectionError, asyncio.CancelledError):
             pass
-        except Exception:
-            logger.exception("the lane %s sent an answer that could not be read", self.path)
         finally:
             self._lost()
 
@@ -215,25 +248,20 @@ class Lane:
 class Lanes:
     """A gateway process's lanes to the runner's workers (module docstring)."""
 
-    def __init__(
-        self,
-        directory: Path,
-        *,
-        rescan_s: float = 1.0,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
+    def __init__(self, directory: Path, *, rescan_s: float = 1.0, clock: Clock = time.monotonic):
         self.directory, self.rescan_s, self.clock = directory, rescan_s, clock
         self.lanes: dict[Path, Lane] = {}
         self._scanned = float("-inf")
         self._scanning: asyncio.Task[None] | None = None
 
-    async def pick(self) -> Lane | None:
-        """The open lane with the fewest calls in flight; None if there is none."""
+    async def pick(self, besides: Lane | None = None) -> Lane | None:
+        """The open lane (other than ``besides``) with the fewest calls in flight; None if
+        there is none."""
         if self.clock() - self._scanned >= self.rescan_s and self._scanning is None:
             self._scanning = asyncio.get_running_loop().create_task(self._scan())
             if not self._open():  # nothing to use meanwhile: wait for this look
                 await asyncio.shield(self._scanning)
-        open_lanes = self._open()
+        open_lanes = [lane for lane in self._open() if lane is not besides]
         return min(open_lanes, key=lambda lane: len(lane.pending)) if open_lanes else None
 
     def _open(self) -> list[Lane]:
@@ -245,13 +273,16 @@ class Lanes:
             for path, lane in list(self.lanes.items()):
                 if lane.closed:
                     del self.lanes[path]
+            if not private(self.directory):  # not there yet, or not to be trusted
+                return
             with contextlib.suppress(OSError):
                 for path in sorted(self.directory.glob("lane-*.sock")):
                     if path in self.lanes:
                         continue
                     try:
-                        reader, writer = await asyncio.open_unix_connection(str(path))
-                    except OSError:  # a dead worker's socket, not replaced yet
+                        connecting = asyncio.open_unix_connection(str(path))
+                        reader, writer = await asyncio.wait_for(connecting, CONNECT_S)
+                    except (OSError, TimeoutError):  # a dead worker's socket, not replaced yet
                         continue
                     self.lanes[path] = Lane(path, reader, writer)
         finally:

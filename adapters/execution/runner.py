@@ -16,8 +16,11 @@ warms it up), waiting at most the model's batching latency budget (then 503, ``R
 A call of more than ``chunk_rows`` rows (8,192: each chunk costs a hop, so chunks are larger
 than in process) is sent as consecutive chunks, so other models' calls are batched between them
 instead of waiting behind the whole of it. A runner that cannot be
-reached, or that readiness found down, is a 503 with ``Retry-After``; a call already on its way
-to a runner that dies or hangs ends at the request deadline (504); a runner over its batching
+reached, or that readiness found down, is a 503 with ``Retry-After``. A call already on its way
+to a runner worker that dies is sent once more: over the direct lane
+(:mod:`adapters.execution.lane`) to another worker's lane, else answered 503; over BentoML's
+HTTP path to whichever worker accepts, waiting for a restart at most until the request
+deadline (504). One to a runner that hangs ends at the deadline; a runner over its batching
 latency budget is a 503.
 """
 
@@ -34,7 +37,7 @@ import anyio
 from bentoml.exceptions import BentoMLException
 
 from adapters.config.settings import Batching
-from adapters.execution.lane import LaneLost, LaneOverloaded, Lanes
+from adapters.execution.lane import Lane, LaneLost, LaneOverloaded, Lanes
 from adapters.execution.residency import Reloads, Residency
 from adapters.execution.runtime import Result, join_outputs, row_chunks, unwrap
 from adapters.execution.worker import View
@@ -236,19 +239,7 @@ class RunnerClient:
         api = self.apis.get(version.name, "run")
         lane = await self.lanes.pick() if self.lanes is not None else None
         if lane is not None:
-            try:
-                (result,) = await lane.call(api, call)
-            except LaneLost:  # the worker died under the call (a restart reopens its lane)
-                self._known = False
-                raise NotReady(
-                    f"the runner of model '{version.name}' cannot be reached, retry later",
-                    headers={"Retry-After": "1"},
-                ) from None
-            except LaneOverloaded:
-                raise Overloaded(
-                    f"the runner of model '{version.name}' is overloaded, retry later"
-                ) from None
-            return result  # type: ignore[no-any-return]
+            return await self._over_lanes(lane, api, call, version.name)
         run = getattr(self.runner.to_async, api)
         try:
             try:
@@ -270,6 +261,29 @@ class RunnerClient:
                     f"the runner of model '{version.name}' is overloaded, retry later"
                 ) from None
             raise
+        return result  # type: ignore[no-any-return]
+
+    async def _over_lanes(self, lane: Lane, api: str, call: list[Any], name: str) -> Result:
+        """The call over the direct lane; a worker that dies under it (its lane lost): sent once
+        more over another worker's lane (predict has no side effects), or, with none open, a
+        503 and readiness asked again (a restarted worker reopens its lane)."""
+        assert self.lanes is not None
+        try:
+            try:
+                (result,) = await lane.call(api, call)
+            except LaneLost:
+                other = await self.lanes.pick(besides=lane)
+                if other is None:
+                    raise
+                (result,) = await other.call(api, call)
+        except LaneLost:
+            self._known = False
+            raise NotReady(
+                f"the runner of model '{name}' cannot be reached, retry later",
+                headers={"Retry-After": "1"},
+            ) from None
+        except LaneOverloaded:
+            raise Overloaded(f"the runner of model '{name}' is overloaded, retry later") from None
         return result  # type: ignore[no-any-return]
 
     async def ready(self) -> bool:

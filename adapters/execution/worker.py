@@ -48,6 +48,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from adapters.execution.lane import private
 from adapters.execution.residency import newest_warmed
 from adapters.execution.runtime import (
     Describe,
@@ -111,7 +112,9 @@ class RunnerWorker:
     ) -> None:
         self.index, self.directory, self.wait_s = index, directory, wait_s
         self.describe = describe  # a tag's version: its warm-up input
-        directory.mkdir(parents=True, exist_ok=True)
+        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        if not private(directory):  # another user's views would load and free estimators here
+            raise RuntimeError(f"{directory} is not this user's alone: refusing to share views")
         self.views: dict[int, View] = {}
         self.estimators: dict[str, Any] = {}  # replaced whole, never mutated: batches read it
         self.failed: dict[str, str] = {}  # served tags this worker could not load, and why
