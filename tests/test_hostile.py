@@ -259,10 +259,19 @@ def test_cors_only_for_the_configured_origins(guarded_server: LiveServer) -> Non
         assert answer.headers["x-content-type-options"] == "nosniff"
 
 
-@pytest.fixture(scope="module")
-def runner_server(store: Store, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
-    log = tmp_path_factory.mktemp("faults") / "server.log"
-    env = {"OIP_MODELS": "iris", "OIP_PLACEMENT": "runner", "OIP_REQUEST_TIMEOUT_S": "3"}
+@pytest.fixture(scope="module", params=["lane", "http"])
+def runner_server(
+    request: pytest.FixtureRequest, store: Store, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[LiveServer]:
+    """iris on the runner, reached over the direct lane (the default) or BentoML's HTTP client
+    (``OIP_RUNNER_LANE=0``): each has its own way of seeing a runner die or hang."""
+    log = tmp_path_factory.mktemp("faults") / f"server-{request.param}.log"
+    env = {
+        "OIP_MODELS": "iris",
+        "OIP_PLACEMENT": "runner",
+        "OIP_REQUEST_TIMEOUT_S": "3",
+        "OIP_RUNNER_LANE": "1" if request.param == "lane" else "0",
+    }
     server = start_server(store.home, env, log)
     yield server
     stop_server(server)
