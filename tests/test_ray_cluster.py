@@ -52,8 +52,14 @@ def two_nodes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, st
         nodes.append(start(logs / "head.log", env, [*head_argv, f"--temp-dir={temp}", *common]))
         wait_for_nodes(env, 1)
         node_argv = [RAY, "start", f"--address={env['RAY_ADDRESS']}"]
-        nodes.append(start(logs / "node.log", env, [*node_argv, *common]))
-        wait_for_nodes(env, 2)
+        for attempt in range(3):
+            # NOTE: `ray start` gives a node's raylet a fixed 30 s to register and then exits;
+            # on a loaded machine it can miss that: the node is started again
+            nodes.append(start(logs / f"node-{attempt}.log", env, [*node_argv, *common]))
+            if wait_for_nodes(env, 2, process=nodes[-1]):
+                break
+        else:
+            raise RuntimeError("the second node exited three times (its logs: node-*.log)")
     except Exception as exc:
         for node in reversed(nodes):
             liveserver.stop(node, grace_s=10)
@@ -80,14 +86,22 @@ def start(log: Path, env: dict[str, str], argv: list[object]) -> subprocess.Pope
         )
 
 
-def wait_for_nodes(env: dict[str, str], count: int, deadline_s: float = 120.0) -> None:
-    """Until the cluster has ``count`` live nodes (asked by a driver of its own)."""
+def wait_for_nodes(
+    env: dict[str, str],
+    count: int,
+    deadline_s: float = 120.0,
+    process: subprocess.Popen[bytes] | None = None,
+) -> bool:
+    """Until the cluster has ``count`` live nodes (asked by a driver of its own): True; False
+    as soon as ``process`` (the node being waited for) has exited."""
     code = (
         "import ray; ray.init(logging_level='ERROR', log_to_driver=False); "
         "print(sum(n['Alive'] for n in ray.nodes()))"
     )
     deadline = time.monotonic() + deadline_s
     while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            return False
         done = subprocess.run(
             [sys.executable, "-c", code],
             env={**liveserver.clean_environ(), **env},
@@ -97,7 +111,7 @@ def wait_for_nodes(env: dict[str, str], count: int, deadline_s: float = 120.0) -
             check=False,
         )
         if done.returncode == 0 and done.stdout.strip().splitlines()[-1:] == [str(count)]:
-            return
+            return True
         time.sleep(1.0)
     raise RuntimeError(f"no {count} live Ray nodes within {deadline_s:g} s")
 

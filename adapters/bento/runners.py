@@ -5,11 +5,14 @@ worker to the gateways' views through it)."""
 
 from __future__ import annotations
 
+import ast
 import atexit
 import functools
+import inspect
 import os
 import shutil
 import tempfile
+import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -92,3 +95,46 @@ def removed_at_exit() -> None:
     """Called in the ``bentoml serve`` process itself: its runner workers' shared directory goes
     when it exits."""
     atexit.register(shutil.rmtree, shared_directory(os.getpid()), ignore_errors=True)
+
+
+TO_ASGI = """
+def to_asgi(self, is_main: bool = True) -> ext.ASGIApp:
+    from _bentoml_impl.server.app import ServiceAppFactory
+
+    self.inject_config()
+    factory = ServiceAppFactory(self, is_main=is_main)
+    return factory()
+"""
+"""BentoML 1.4.39's ``Service.to_asgi``, which :class:`RunnerService` repeats to keep the app
+factory: any other body fails the start-up check (:mod:`adapters.bento.seams`)."""
+
+
+def _statements(source: str) -> list[str]:
+    """A function's statements, as syntax (formatting and comments left out)."""
+    (function,) = ast.parse(textwrap.dedent(source)).body
+    assert isinstance(function, ast.FunctionDef)
+    return [ast.dump(statement) for statement in function.body]
+
+
+def check() -> list[str]:
+    """What is missing of the seam: BentoML's ``Service.to_asgi`` as :class:`RunnerService`
+    repeats it (to keep the app factory), and the factory's batching entry the direct lane
+    calls (:func:`open_lane`)."""
+    from _bentoml_impl.server.app import ServiceAppFactory
+
+    problems = []
+    if _statements(inspect.getsource(bentoml.Service.to_asgi)) != _statements(TO_ASGI):
+        problems.append("bentoml.Service.to_asgi is no longer what RunnerService.to_asgi repeats")
+    if list(inspect.signature(ServiceAppFactory).parameters)[:2] != ["service", "is_main"]:
+        problems.append("ServiceAppFactory no longer takes (service, is_main)")
+    batch_infer = getattr(ServiceAppFactory, "batch_infer", None)
+    if batch_infer is None or not inspect.iscoroutinefunction(batch_infer):
+        problems.append("ServiceAppFactory.batch_infer is gone")
+    elif list(inspect.signature(batch_infer).parameters) != [
+        "self",
+        "name",
+        "input_args",
+        "input_kwargs",
+    ]:
+        problems.append("ServiceAppFactory.batch_infer no longer takes (name, args, kwargs)")
+    return problems

@@ -78,11 +78,10 @@ from __future__ import annotations
 import ast
 import importlib.metadata
 import importlib.util
-import textwrap
 from pathlib import Path
 from typing import Any
 
-from adapters.bento import drain
+from adapters.bento import drain, runners
 
 TOUCHED = (
     "bentoml",
@@ -248,58 +247,12 @@ def _check_dispatcher() -> None:
     problems = dispatch.check()
     if not isinstance(vars(IOMixin).get("mime_type"), classmethod):
         problems.append("_bentoml_sdk.io_models.IOMixin.mime_type is not a classmethod")
-    problems += _lane_problems()
+    problems += runners.check()
     if problems:
         raise SeamBroken(
             f"{problems[0]}: the runner's calls would wait for company, fail, build a JSON "
             f"schema each, or find no direct lane{_versions()}"
         )
-
-
-TO_ASGI = """
-def to_asgi(self, is_main: bool = True) -> ext.ASGIApp:
-    from _bentoml_impl.server.app import ServiceAppFactory
-
-    self.inject_config()
-    factory = ServiceAppFactory(self, is_main=is_main)
-    return factory()
-"""
-"""BentoML 1.4.39's ``Service.to_asgi``, which :class:`~adapters.bento.runners.RunnerService`
-repeats to keep the app factory: any other body fails the start-up check."""
-
-
-def _statements(source: str) -> list[str]:
-    """A function's statements, as syntax (formatting and comments left out)."""
-    (function,) = ast.parse(textwrap.dedent(source)).body
-    assert isinstance(function, ast.FunctionDef)
-    return [ast.dump(statement) for statement in function.body]
-
-
-def _lane_problems() -> list[str]:
-    """What :class:`~adapters.bento.runners.RunnerService` does in place of BentoML's
-    ``Service.to_asgi`` (so as to keep the app factory), and the factory's batching entry the
-    direct lane calls (:func:`~adapters.bento.runners.open_lane`)."""
-    import inspect
-
-    import bentoml
-    from _bentoml_impl.server.app import ServiceAppFactory
-
-    problems = []
-    if _statements(inspect.getsource(bentoml.Service.to_asgi)) != _statements(TO_ASGI):
-        problems.append("bentoml.Service.to_asgi is no longer what RunnerService.to_asgi repeats")
-    if list(inspect.signature(ServiceAppFactory).parameters)[:2] != ["service", "is_main"]:
-        problems.append("ServiceAppFactory no longer takes (service, is_main)")
-    batch_infer = getattr(ServiceAppFactory, "batch_infer", None)
-    if batch_infer is None or not inspect.iscoroutinefunction(batch_infer):
-        problems.append("ServiceAppFactory.batch_infer is gone")
-    elif list(inspect.signature(batch_infer).parameters) != [
-        "self",
-        "name",
-        "input_args",
-        "input_kwargs",
-    ]:
-        problems.append("ServiceAppFactory.batch_infer no longer takes (name, args, kwargs)")
-    return problems
 
 
 async def _app(scope: Any, receive: Any, send: Any) -> None:

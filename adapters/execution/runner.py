@@ -13,15 +13,13 @@ gateway keeps loaded there: evicting is sending a view without the least recentl
 ones, and a call of an evicted version first sends a view with it again (every worker loads and
 warms it up), waiting at most the model's batching latency budget (then 503, ``Retry-After``).
 
-A call of more than ``chunk_rows`` rows (8,192: each chunk costs a hop, so chunks are larger
-than in process) is sent as consecutive chunks, so other models' calls are batched between them
-instead of waiting behind the whole of it. A runner that cannot be
-reached, or that readiness found down, is a 503 with ``Retry-After``. A call already on its way
-to a runner worker that dies is sent once more: over the direct lane
-(:mod:`adapters.execution.lane`) to another worker's lane, else answered 503; over BentoML's
-HTTP path to whichever worker accepts, waiting for a restart at most until the request
-deadline (504). One to a runner that hangs ends at the deadline; a runner over its batching
-latency budget is a 503.
+A call of more than ``chunk_rows`` rows (8,192: each chunk costs a hop) is sent as consecutive
+chunks, so other models' calls are batched between them. A runner that cannot be reached, or
+that readiness found down, is a 503 with ``Retry-After``. A call on its way to a worker that
+dies is sent once more: over the direct lane (:mod:`adapters.execution.lane`) to another
+worker's, else 503; over BentoML's HTTP path to whichever worker accepts, waiting for a restart
+at most until the deadline (504). A hung runner: the deadline; one over its batching latency
+budget: 503.
 """
 
 from __future__ import annotations
@@ -55,9 +53,8 @@ class RunnerClient:
     the answer is the last one known while a fresh one is fetched in the background, so a health
     probe never waits on a busy runner, and a runner that dies or hangs stops being ready within
     ``ready_ttl_s + ready_timeout_s``. A runner not (or no longer) ready is asked more often and
-    waited for less (``retry_s``, ``retry_timeout_s``): one still starting answers as soon as its
-    worker is up (its socket accepts before then, so a long check would only wait), and the
-    gateway turns ready within a fraction of a second of it.
+    waited for less (``retry_s``, ``retry_timeout_s``): the gateway turns ready within a fraction
+    of a second of a starting worker (its socket accepts before it is up).
     """
 
     placement = "runner"
@@ -250,11 +247,7 @@ class RunnerClient:
                 # side effects).
                 (result,) = await run(call)
         except self._disconnected:
-            self._known = False
-            raise NotReady(
-                f"the runner of model '{version.name}' cannot be reached, retry later",
-                headers={"Retry-After": "1"},
-            ) from None
+            raise self._unreachable(version.name) from None
         except BentoMLException as exc:
             if exc.error_code == HTTPStatus.SERVICE_UNAVAILABLE:
                 raise Overloaded(
@@ -264,9 +257,8 @@ class RunnerClient:
         return result  # type: ignore[no-any-return]
 
     async def _over_lanes(self, lane: Lane, api: str, call: list[Any], name: str) -> Result:
-        """The call over the direct lane; a worker that dies under it (its lane lost): sent once
-        more over another worker's lane (predict has no side effects), or, with none open, a
-        503 and readiness asked again (a restarted worker reopens its lane)."""
+        """The call over the direct lane; if its worker dies under it, once more over another
+        worker's (predict has no side effects), else a 503 (a restart reopens the lane)."""
         assert self.lanes is not None
         try:
             try:
@@ -277,14 +269,15 @@ class RunnerClient:
                     raise
                 (result,) = await other.call(api, call)
         except LaneLost:
-            self._known = False
-            raise NotReady(
-                f"the runner of model '{name}' cannot be reached, retry later",
-                headers={"Retry-After": "1"},
-            ) from None
+            raise self._unreachable(name) from None
         except LaneOverloaded:
             raise Overloaded(f"the runner of model '{name}' is overloaded, retry later") from None
         return result  # type: ignore[no-any-return]
+
+    def _unreachable(self, name: str) -> NotReady:  # gone under a call: ask readiness again
+        self._known = False
+        message = f"the runner of model '{name}' cannot be reached, retry later"
+        return NotReady(message, headers={"Retry-After": "1"})
 
     async def ready(self) -> bool:
         ttl = self.ready_ttl_s if self._known else self.retry_s

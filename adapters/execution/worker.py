@@ -27,8 +27,7 @@ one worker. This is how all of them follow:
   restarting, or the runner could not be reached) is brought up to date by its next call.
 
 With several gateway processes (``OIP_WORKERS``), each has its view, kept per worker index: a
-restarted gateway worker replaces its predecessor's, so what is held stays bounded by what the
-gateway workers serve.
+restarted gateway worker replaces its predecessor's (what is held stays bounded).
 
 A call for a version no view serves is answered alone with 404; one for a served version this
 worker could not load, 503 with why (:class:`~adapters.execution.runtime.NotServed`). A worker loads
@@ -113,7 +112,7 @@ class RunnerWorker:
         self.index, self.directory, self.wait_s = index, directory, wait_s
         self.describe = describe  # a tag's version: its warm-up input
         directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-        if not private(directory):  # another user's views would load and free estimators here
+        if not private(directory):
             raise RuntimeError(f"{directory} is not this user's alone: refusing to share views")
         self.views: dict[int, View] = {}
         self.estimators: dict[str, Any] = {}  # replaced whole, never mutated: batches read it
