@@ -24,6 +24,8 @@ import uvloop
 from adapters.execution.lane import (
     HEADER,
     MAX_PATH,
+    Handle,
+    Lane,
     LaneFailed,
     LaneLost,
     LaneOverloaded,
@@ -78,6 +80,29 @@ async def echo(api: str, calls: list[Any]) -> list[Any]:
     return [(api, rows * 2) for rows in calls]
 
 
+async def serving(directory: Path, handle: Handle = echo, index: int = 1) -> LaneServer:
+    """A runner worker's lane, listening in ``directory``."""
+    server = LaneServer(handle, overloaded=(Busy,))
+    assert await server.open(socket_path(directory, index))
+    return server
+
+
+async def a_lane(lanes: Lanes) -> Lane:
+    lane = await lanes.pick()
+    assert lane is not None
+    return lane
+
+
+def gated(gate: asyncio.Event) -> Handle:
+    """A runner's answer (the calls themselves) once ``gate`` is set."""
+
+    async def held(api: str, calls: list[Any]) -> list[Any]:
+        await gate.wait()
+        return calls
+
+    return held
+
+
 def test_a_call_round_trips_through_the_socket(directory: Path, run: Run[None]) -> None:
     async def main() -> None:
         server = LaneServer(echo, overloaded=(Busy,))
@@ -85,8 +110,7 @@ def test_a_call_round_trips_through_the_socket(directory: Path, run: Run[None]) 
         assert await server.open(path)
         assert stat.S_IMODE(os.stat(path).st_mode) & 0o077 == 0  # the user's alone
         lanes = Lanes(directory)
-        lane = await lanes.pick()
-        assert lane is not None
+        lane = await a_lane(lanes)
         rows = np.arange(8.0).reshape(2, 4)
         ((api, doubled),) = await lane.call("run_iris", [rows])
         assert api == "run_iris"
@@ -110,11 +134,9 @@ def test_calls_in_flight_are_answered_in_any_order_each_to_its_caller(
     async def main() -> None:
         for i in range(5):
             release[i] = asyncio.Event()
-        server = LaneServer(held, overloaded=(Busy,))
-        await server.open(socket_path(directory, 1))
+        server = await serving(directory, held)
         lanes = Lanes(directory)
-        lane = await lanes.pick()
-        assert lane is not None
+        lane = await a_lane(lanes)
         calls = [asyncio.create_task(lane.call("run", [i])) for i in range(5)]
         await asyncio.sleep(0.05)
         assert len(lane.pending) == 5
@@ -130,10 +152,8 @@ def test_calls_in_flight_are_answered_in_any_order_each_to_its_caller(
 
 def test_overloaded_and_failed_calls_are_told_apart(directory: Path, run: Run[None]) -> None:
     async def main() -> None:
-        server = LaneServer(echo, overloaded=(Busy,))
-        await server.open(socket_path(directory, 1))
-        lane = await Lanes(directory).pick()
-        assert lane is not None
+        server = await serving(directory)
+        lane = await a_lane(Lanes(directory))
         with pytest.raises(LaneOverloaded, match="overloaded"):
             await lane.call("busy", [1])
         with pytest.raises(LaneFailed, match="ValueError: no such estimator"):
@@ -155,11 +175,9 @@ def test_a_worker_gone_mid_call_fails_its_calls_and_no_lane_is_offered(
         return []
 
     async def main() -> None:
-        server = LaneServer(forever, overloaded=(Busy,))
-        await server.open(socket_path(directory, 1))
+        server = await serving(directory, forever)
         lanes = Lanes(directory, rescan_s=0)
-        lane = await lanes.pick()
-        assert lane is not None
+        lane = await a_lane(lanes)
         call = asyncio.create_task(lane.call("run", [1]))
         await entered.wait()
         await server.close()  # as the worker's death: its connections close
@@ -187,8 +205,7 @@ def test_a_stale_socket_is_skipped_and_a_restarted_worker_is_found(
         assert await lanes.pick() is None  # refused: nothing to use
         restarted = LaneServer(echo, overloaded=(Busy,))
         await restarted.open(path)  # its successor replaces the file
-        lane = await lanes.pick()
-        assert lane is not None
+        lane = await a_lane(lanes)
         assert await lane.call("run", [3]) == [("run", 6)]
         lanes.close()
         await restarted.close()
@@ -201,20 +218,13 @@ def test_calls_spread_over_workers_by_what_each_has_in_flight(
 ) -> None:
     gate = asyncio.Event()
 
-    async def held(api: str, calls: list[Any]) -> list[Any]:
-        await gate.wait()
-        return calls
-
     async def main() -> None:
-        servers = [LaneServer(held, overloaded=(Busy,)) for _ in range(2)]
-        for index, server in enumerate(servers, start=1):
-            await server.open(socket_path(directory, index))
+        servers = [await serving(directory, gated(gate), index) for index in (1, 2)]
         lanes = Lanes(directory)
         picked = []
         calls = []
         for i in range(6):
-            lane = await lanes.pick()
-            assert lane is not None
+            lane = await a_lane(lanes)
             picked.append(lane.path.name)
             calls.append(asyncio.create_task(lane.call("run", [i])))
             await asyncio.sleep(0)  # the call is written and pending
@@ -262,10 +272,8 @@ def test_a_frame_that_cannot_be_read_fails_its_own_call_only(
     directory: Path, run: Run[None]
 ) -> None:
     async def main() -> None:
-        server = LaneServer(echo, overloaded=(Busy,))
-        await server.open(socket_path(directory, 1))
-        lane = await Lanes(directory).pick()
-        assert lane is not None
+        server = await serving(directory)
+        lane = await a_lane(Lanes(directory))
         kept = asyncio.create_task(lane.call("run", [1]))
         ident = 10**6
         answer = asyncio.get_running_loop().create_future()
@@ -283,15 +291,9 @@ def test_a_frame_that_cannot_be_read_fails_its_own_call_only(
 def test_a_caller_that_gives_up_leaves_the_lane_clean(directory: Path, run: Run[None]) -> None:
     gate = asyncio.Event()
 
-    async def held(api: str, calls: list[Any]) -> list[Any]:
-        await gate.wait()
-        return calls
-
     async def main() -> None:
-        server = LaneServer(held, overloaded=(Busy,))
-        await server.open(socket_path(directory, 1))
-        lane = await Lanes(directory).pick()
-        assert lane is not None
+        server = await serving(directory, gated(gate))
+        lane = await a_lane(Lanes(directory))
         with pytest.raises(TimeoutError):  # a request's deadline
             await asyncio.wait_for(lane.call("run", [1]), 0.05)
         assert not lane.pending
@@ -325,7 +327,7 @@ def client(directory: Path) -> RunnerClient:
     return RunnerClient(None, gateway=0, lanes=Lanes(directory))
 
 
-async def dies_under_calls(server: list[LaneServer]) -> Callable[[str, list[Any]], Awaitable[Any]]:
+def dies_under_calls(server: list[LaneServer]) -> Handle:
     async def handle(api: str, calls: list[Any]) -> list[Any]:
         await server[0].close()  # the worker dies with the call in flight
         await asyncio.Event().wait()
@@ -337,10 +339,9 @@ async def dies_under_calls(server: list[LaneServer]) -> Callable[[str, list[Any]
 def test_a_call_whose_worker_dies_is_sent_to_another(directory: Path, run: Run[None]) -> None:
     async def main() -> None:
         dying: list[LaneServer] = []
-        dying.append(LaneServer(await dies_under_calls(dying), overloaded=(Busy,)))
+        dying.append(LaneServer(dies_under_calls(dying), overloaded=(Busy,)))
         await dying[0].open(socket_path(directory, 1))  # picked first: the lowest path
-        alive = LaneServer(lambda api, calls: echo(api, calls), overloaded=(Busy,))
-        await alive.open(socket_path(directory, 2))
+        alive = await serving(directory, index=2)
         runner = client(directory)
         rows = np.ones((1, 4))
         (api, doubled) = await runner._call(VERSION, ("predict",), rows)  # type: ignore[arg-type]
@@ -355,7 +356,7 @@ def test_a_call_whose_worker_dies_is_sent_to_another(directory: Path, run: Run[N
 def test_a_call_whose_only_worker_dies_is_a_503_to_retry(directory: Path, run: Run[None]) -> None:
     async def main() -> None:
         dying: list[LaneServer] = []
-        dying.append(LaneServer(await dies_under_calls(dying), overloaded=(Busy,)))
+        dying.append(LaneServer(dies_under_calls(dying), overloaded=(Busy,)))
         await dying[0].open(socket_path(directory, 1))
         runner = client(directory)
         with pytest.raises(NotReady) as raised:
@@ -369,8 +370,7 @@ def test_a_call_whose_only_worker_dies_is_a_503_to_retry(directory: Path, run: R
 
 def test_a_call_refused_by_the_batching_is_overloaded(directory: Path, run: Run[None]) -> None:
     async def main() -> None:
-        server = LaneServer(echo, overloaded=(Busy,))
-        await server.open(socket_path(directory, 1))
+        server = await serving(directory)
         runner = RunnerClient(None, gateway=0, lanes=Lanes(directory), apis={"iris": "busy"})
         with pytest.raises(Overloaded):
             await runner._call(VERSION, ("predict",), np.ones((1, 4)))  # type: ignore[arg-type]
@@ -390,8 +390,7 @@ def test_calls_on_a_lane_closing_under_them_are_lost_never_an_error(
         with socket.socket(socket.AF_UNIX) as listener:
             listener.bind(str(socket_path(directory, 1)))
             listener.listen()
-            lane = await Lanes(directory).pick()
-            assert lane is not None
+            lane = await a_lane(Lanes(directory))
             accepted, _ = listener.accept()
             accepted.close()
             for _ in range(50):  # before, while and after the lane learns of the close

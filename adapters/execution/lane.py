@@ -63,10 +63,13 @@ def socket_path(directory: Path, index: int) -> Path:
     return directory / f"lane-{index}.sock"
 
 
-def private(directory: Path) -> bool:
-    """Whether ``directory`` is a real directory of this user that no one else can enter: the
-    only place a lane is opened or looked for (a pickle is run by whoever reads it)."""
+def private(directory: Path, *, make: bool = False) -> bool:
+    """Whether ``directory`` is a real directory of this user that no one else can enter (made
+    so first, with ``make``, if missing): the only place a lane is opened or looked for (a
+    pickle is run by whoever reads it)."""
     try:
+        if make:
+            directory.mkdir(mode=0o700, parents=True, exist_ok=True)
         st = os.lstat(directory)
     except OSError:
         return False
@@ -108,8 +111,7 @@ class LaneServer:
             return False
         mask = os.umask(0o077)  # the socket is never open to others, not even before a chmod
         try:
-            path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-            if not private(path.parent):
+            if not private(path.parent, make=True):
                 logger.warning("no direct lane to the runner: %s is not private", path.parent)
                 return False
             path.unlink(missing_ok=True)
@@ -201,8 +203,7 @@ class Lane:
                 self.writer.write(frame)
                 await self.writer.drain()
             except (ConnectionError, RuntimeError) as exc:
-                self.pending.pop(ident, None)
-                future.cancel()  # its own: never awaited, never an unretrieved exception
+                self.pending.pop(ident, None)  # its own: _lost() would fail it, unawaited
                 self._lost()
                 raise LaneLost(f"the lane {self.path} closed: {exc}") from None
             outcome, payload = await future

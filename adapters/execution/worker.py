@@ -111,9 +111,8 @@ class RunnerWorker:
     ) -> None:
         self.index, self.directory, self.wait_s = index, directory, wait_s
         self.describe = describe  # a tag's version: its warm-up input
-        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-        if not private(directory):
-            raise RuntimeError(f"{directory} is not this user's alone: refusing to share views")
+        if not private(directory, make=True):
+            raise RuntimeError(f"{directory} cannot be made this user's alone: no views kept")
         self.views: dict[int, View] = {}
         self.estimators: dict[str, Any] = {}  # replaced whole, never mutated: batches read it
         self.failed: dict[str, str] = {}  # served tags this worker could not load, and why
